@@ -1,0 +1,213 @@
+"""The FluxMusic transformer: predicts the flow velocity of a noisy music latent.
+
+Input is a VAE latent z_t of shape (B, 8, T, F) (T latent frames, F = 16 frequency rows) at
+flow time t. It is cut into 2x2 patches, each flattened to 8·2·2 = 32 numbers, giving a
+sequence of N = (T/2)·(F/2) tokens in time-major order: token n = i·(F/2) + j is the patch
+at time index i and frequency index j, and gets the position ids (0, i, j) for RoPE.
+
+    tokens    = img_in(patchify(z_t))                       (B, N, H)
+    text      = txt_in(c)                                    (B, L, H)   T5 features
+    vec       = time_in(emb(1000 t)) + vector_in(y)          (B, H)      y: pooled CLAP
+    img, text = double_blocks(img, text, vec)                separate weights per stream
+    x         = single_blocks([text, img], vec)              one stream
+    v         = unpatchify(final_layer(x[music part], vec))  (B, 8, T, F)
+
+The network is trained so that v ≈ ε − x0, the velocity of the straight path
+z_t = (1 − t)·x0 + t·ε (see flow.py). The building blocks and their equations are in
+blocks.py; parameter names follow the official checkpoint, so the released FluxMusic weights
+load with ``load_state_dict(..., strict=True)``.
+
+Three things differ from the official code: a text padding mask (padded text tokens are
+never attended to), adaLN-Zero initialisation (every block starts as the identity and the
+model outputs exactly zero), and the RoPE table is built once per forward and shared by all
+blocks.
+"""
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn as nn
+
+from blocks import (TIME_EMBED_DIM, DoubleStreamBlock, EmbedND, LastLayer, MLPEmbedder,
+                    SingleStreamBlock, timestep_embedding)
+
+PATCH = 2  # 2x2 patches of the latent
+
+
+@dataclass
+class FluxMusicConfig:
+    in_channels: int = 32            # channels of one patch token: latent channels * 2 * 2
+    vec_in_dim: int = 768            # pooled CLAP text embedding y
+    context_in_dim: int = 4096       # T5 token features c
+    hidden_size: int = 512
+    mlp_ratio: float = 4.0
+    num_heads: int = 16
+    depth: int = 8                   # double-stream blocks
+    depth_single_blocks: int = 16
+    axes_dim: list = field(default_factory=lambda: [8, 12, 12])  # RoPE channels per id axis
+    theta: int = 10000
+    qkv_bias: bool = True
+
+    def __post_init__(self):
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+        head_dim = self.hidden_size // self.num_heads
+        if sum(self.axes_dim) != head_dim:
+            raise ValueError(f"axes_dim {self.axes_dim} must sum to the head dimension "
+                             f"hidden_size/num_heads = {head_dim}")
+        if self.in_channels % (PATCH * PATCH):
+            raise ValueError(f"in_channels {self.in_channels} must be latent channels * {PATCH * PATCH}")
+
+
+_OFFICIAL = dict(in_channels=32, vec_in_dim=768, context_in_dim=4096, num_heads=16, qkv_bias=True)
+PRESETS = {
+    # ours, for `train.py --tiny`: fed by text.py's small encoders (width 128) on 2.56 s clips
+    "tiny": FluxMusicConfig(vec_in_dim=128, context_in_dim=128, hidden_size=192, num_heads=6,
+                            depth=2, depth_single_blocks=3, axes_dim=[8, 12, 12]),
+    # the paper's sizes
+    "small": FluxMusicConfig(**_OFFICIAL, hidden_size=512, depth=8, depth_single_blocks=16, axes_dim=[8, 12, 12]),
+    "base": FluxMusicConfig(**_OFFICIAL, hidden_size=768, depth=12, depth_single_blocks=24, axes_dim=[16, 16, 16]),
+    "large": FluxMusicConfig(**_OFFICIAL, hidden_size=1024, depth=12, depth_single_blocks=24, axes_dim=[16, 24, 24]),
+    "giant": FluxMusicConfig(**_OFFICIAL, hidden_size=1408, depth=16, depth_single_blocks=32, axes_dim=[16, 36, 36]),
+}
+
+
+# ----------------------------------------------------------------------------- patches and ids
+
+def patchify(latent):
+    """(B, C, T, F) latent -> (B, (T/2)*(F/2), C*4) tokens, time-major, channels ordered (c, dt, df)."""
+    if latent.ndim != 4:
+        raise ValueError(f"patchify expects a latent of shape (B, C, T, F), got {tuple(latent.shape)}")
+    b, c, t, f = latent.shape
+    if t % PATCH or f % PATCH:
+        raise ValueError(f"latent time {t} and frequency {f} sizes must both be even for 2x2 patches; "
+                         "crop or pad the clip")
+    x = latent.reshape(b, c, t // PATCH, PATCH, f // PATCH, PATCH)
+    return x.permute(0, 2, 4, 1, 3, 5).reshape(b, (t // PATCH) * (f // PATCH), c * PATCH * PATCH)
+
+
+def unpatchify(tokens, T, F):
+    """Inverse of patchify: (B, (T/2)*(F/2), C*4) -> (B, C, T, F)."""
+    b, n, d = tokens.shape
+    if n != (T // PATCH) * (F // PATCH) or d % (PATCH * PATCH) or T % PATCH or F % PATCH:
+        raise ValueError(f"cannot unpatchify {tuple(tokens.shape)} tokens into a latent with T={T}, F={F}")
+    c = d // (PATCH * PATCH)
+    x = tokens.reshape(b, T // PATCH, F // PATCH, c, PATCH, PATCH)
+    return x.permute(0, 3, 1, 4, 2, 5).reshape(b, c, T, F)
+
+
+def make_img_ids(batch, T, F, device=None):
+    """Position ids (B, (T/2)*(F/2), 3) = (0, time-patch index, freq-patch index), time-major."""
+    time_index, freq_index = torch.meshgrid(torch.arange(T // PATCH, device=device),
+                                            torch.arange(F // PATCH, device=device), indexing="ij")
+    ids = torch.stack([torch.zeros_like(time_index), time_index, freq_index], dim=-1).reshape(1, -1, 3)
+    return ids.expand(batch, -1, -1).float()
+
+
+def make_txt_ids(batch, L, device=None):
+    """Text tokens all sit at position (0, 0, 0): order comes from T5, not from RoPE."""
+    return torch.zeros(batch, L, 3, device=device)
+
+
+# ----------------------------------------------------------------------------- the model
+
+class FluxMusic(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        h = config.hidden_size
+        self.pe_embedder = EmbedND(h // config.num_heads, config.theta, config.axes_dim)
+        self.img_in = nn.Linear(config.in_channels, h)
+        self.time_in = MLPEmbedder(TIME_EMBED_DIM, h)
+        self.vector_in = MLPEmbedder(config.vec_in_dim, h)
+        self.txt_in = nn.Linear(config.context_in_dim, h)
+        self.double_blocks = nn.ModuleList(
+            DoubleStreamBlock(h, config.num_heads, config.mlp_ratio, config.qkv_bias) for _ in range(config.depth))
+        self.single_blocks = nn.ModuleList(
+            SingleStreamBlock(h, config.num_heads, config.mlp_ratio) for _ in range(config.depth_single_blocks))
+        self.final_layer = LastLayer(h, 1, config.in_channels)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Xavier-uniform Linears with zero bias, small normal embedders, then adaLN-Zero."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        for embedder in (self.time_in, self.vector_in):
+            nn.init.normal_(embedder.in_layer.weight, std=0.02)
+            nn.init.normal_(embedder.out_layer.weight, std=0.02)
+        # zero (shift, scale, gate) -> every block is the identity; zero final Linear -> output 0
+        zero = [block.img_mod.lin for block in self.double_blocks] + \
+               [block.txt_mod.lin for block in self.double_blocks] + \
+               [block.modulation.lin for block in self.single_blocks] + \
+               [self.final_layer.adaLN_modulation[1], self.final_layer.linear]
+        for linear in zero:
+            nn.init.zeros_(linear.weight)
+            nn.init.zeros_(linear.bias)
+
+    def num_params(self):
+        return sum(p.numel() for p in self.parameters())
+
+    def check_inputs(self, x, img_ids, txt, txt_ids, t, y, txt_mask):
+        c, (b, n) = self.config, x.shape[:2]
+        expect = {
+            "x": (x, (b, n, c.in_channels)), "img_ids": (img_ids, (b, n, 3)),
+            "txt": (txt, (b, txt.shape[1], c.context_in_dim)), "txt_ids": (txt_ids, (b, txt.shape[1], 3)),
+            "t": (t, (b,)), "y": (y, (b, c.vec_in_dim)),
+        }
+        if txt_mask is not None:
+            expect["txt_mask"] = (txt_mask, (b, txt.shape[1]))
+        for name, (tensor, shape) in expect.items():
+            if tuple(tensor.shape) != shape:
+                raise ValueError(f"FluxMusic input {name} has shape {tuple(tensor.shape)}, expected {shape}")
+        if txt_mask is not None and txt_mask.dtype != torch.bool:
+            raise ValueError(f"txt_mask must be a bool tensor (True = real token), got {txt_mask.dtype}")
+
+    def forward(self, x, img_ids, txt, txt_ids, t, y, txt_mask=None):
+        """Patch tokens x (B, N, 32) at flow time t (B,) -> velocity on the same tokens (B, N, 32).
+
+        txt (B, L, context_in_dim) T5 features, y (B, vec_in_dim) pooled CLAP embedding,
+        txt_mask (B, L) bool, True for real text tokens (None: every token is real).
+        """
+        if x.ndim != 3:
+            raise ValueError(f"FluxMusic expects patch tokens (B, N, {self.config.in_channels}), "
+                             f"got {tuple(x.shape)}; use FluxMusic.velocity for a (B, C, T, F) latent")
+        self.check_inputs(x, img_ids, txt, txt_ids, t, y, txt_mask)
+        img = self.img_in(x)
+        txt = self.txt_in(txt)
+        vec = self.time_in(timestep_embedding(t).to(img.dtype)) + self.vector_in(y)
+        pe = self.pe_embedder(torch.cat([txt_ids, img_ids], dim=1))  # once, shared by every block
+        mask = None
+        if txt_mask is not None:  # music tokens are always real keys
+            mask = torch.cat([txt_mask, txt_mask.new_ones(x.shape[:2])], dim=1)
+
+        for block in self.double_blocks:
+            img, txt = block(img, txt, vec, pe, mask)
+        joint = torch.cat([txt, img], dim=1)
+        for block in self.single_blocks:
+            joint = block(joint, vec, pe, mask)
+        return self.final_layer(joint[:, txt.shape[1]:], vec)
+
+    def velocity(self, latent, t, txt, txt_mask, y):
+        """Latent (B, C, T, F) at time t (B,) or scalar -> velocity (B, C, T, F).
+
+        The entry point for training and sampling: patchify, build the position ids, run
+        forward, unpatchify.
+        """
+        if latent.ndim != 4 or latent.shape[1] * PATCH * PATCH != self.config.in_channels:
+            raise ValueError(f"expected a latent (B, {self.config.in_channels // (PATCH * PATCH)}, T, F), "
+                             f"got {tuple(latent.shape)}")
+        b, _, T, F = latent.shape
+        t = torch.as_tensor(t, dtype=torch.float32, device=latent.device)
+        t = t.expand(b) if t.ndim == 0 else t
+        tokens = patchify(latent)
+        out = self.forward(tokens, make_img_ids(b, T, F, latent.device), txt,
+                           make_txt_ids(b, txt.shape[1], latent.device), t, y, txt_mask)
+        return unpatchify(out, T, F)
+
+    def config_dict(self):
+        """Plain dict of the config, for checkpoints (weights_only loading accepts it)."""
+        return asdict(self.config)

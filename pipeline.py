@@ -1,0 +1,149 @@
+"""The text-to-music pipeline: five trained parts, one function from caption to waveform.
+
+    caption ─ByteTokenizer─► bytes ─T5Encoder─► c (B, L, d)  ┐
+            └──────────────────────CLAP text─► y (B, D)      ┤
+    ε ~ N(0, I) (B, 8, T/4, 16) ── Euler/Heun on v_θ(z, t, y, c), t: 1 → 0, with CFG ─► x0
+    x0 ─VAE.decode─► log-mel (B, T, 64) ─HiFi-GAN─► waveform (B, 160·T)
+
+Classifier-free guidance runs each step twice, once with the caption and once with the
+empty caption "" (the prompt the flow model saw for the 10% of training captions that
+were dropped), and extrapolates: v = v("") + w·(v(caption) − v("")). A negative prompt
+simply takes the place of "" in that formula, steering away from its description.
+
+Each part lives in its own checkpoint under the run directory, written by `train.py`:
+vae.pt, vocoder.pt, clap.pt, t5.pt, flow.pt. Every checkpoint stores the config it was
+trained with, so the models are rebuilt exactly, whatever preset made them.
+"""
+
+import os
+import torch
+
+import flow
+from common import CheckpointError, load_checkpoint
+from data import HOP, SAMPLE_RATE
+from model import FluxMusic, FluxMusicConfig
+from text import CLAP, ByteTokenizer, CLAPConfig, T5Config, T5Encoder
+from vae import VAE, VAEConfig
+from vocoder import HiFiGAN, HiFiGANConfig, griffin_lim
+
+STAGES = ("vae", "vocoder", "clap", "t5", "flow")
+# Each checkpoint's model class and config class, so a checkpoint rebuilds its own model.
+MODEL_CLASSES = {"vae": (VAE, VAEConfig), "vocoder": (HiFiGAN, HiFiGANConfig), "clap": (CLAP, CLAPConfig),
+                 "t5": (T5Encoder, T5Config), "flow": (FluxMusic, FluxMusicConfig)}
+LATENT_CHANNELS, TIME_DOWN, MEL_BINS_DOWN = 8, 4, 16
+FRAMES_MULTIPLE = TIME_DOWN * 2  # the VAE halves time twice, then the 2x2 patching once more
+
+
+def stage_path(run_dir, stage):
+    return os.path.join(run_dir, f"{stage}.pt")
+
+
+def train_command(run_dir, stage):
+    """The command that makes a stage's checkpoint, for error messages."""
+    run_flag = "" if os.path.normpath(run_dir) == os.path.normpath("runs/tiny") else f" --run {run_dir}"
+    return f"python train.py --tiny{run_flag} --stage {stage}"
+
+
+def load_stage(run_dir, stage, device="cpu", return_checkpoint=False):
+    """Rebuild one trained part from its checkpoint (eval mode, frozen)."""
+    path = stage_path(run_dir, stage)
+    checkpoint = load_checkpoint(path, made_by=train_command(run_dir, stage))
+    if not checkpoint.get("done"):
+        raise CheckpointError(f"{path} is an unfinished training checkpoint: run `{train_command(run_dir, stage)}` "
+                              f"to finish it (it resumes from step {checkpoint.get('step', 0)})")
+    model_class, config_class = MODEL_CLASSES[stage]
+    config = config_class(**checkpoint["config"])
+    model = model_class(config)
+    weights = checkpoint.get("ema") or checkpoint["model"]  # EMA weights are the ones to sample with
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path} does not match its stored config {config} "
+                              f"({str(error).splitlines()[0]}); retrain with `{train_command(run_dir, stage)}`") from None
+    model = model.to(device).eval().requires_grad_(False)
+    return (model, checkpoint) if return_checkpoint else model
+
+
+class Pipeline:
+    """All five parts on one device, plus the tokenizer; `generate` is text → waveform."""
+
+    def __init__(self, run_dir="runs/tiny", device="cpu", use_vocoder=True, flow_model=None):
+        """`flow_model` overrides flow.pt, e.g. with the EMA model while it is still training."""
+        self.run_dir, self.device = run_dir, torch.device(device)
+        self.vae = load_stage(run_dir, "vae", device)
+        self.clap = load_stage(run_dir, "clap", device)
+        self.t5 = load_stage(run_dir, "t5", device)
+        self.trained_seconds = 2.56
+        if flow_model is None:
+            flow_model, checkpoint = load_stage(run_dir, "flow", device, return_checkpoint=True)
+            self.trained_seconds = checkpoint.get("run_config", {}).get("seconds", self.trained_seconds)
+        self.flow_model = flow_model
+        self.vocoder = load_stage(run_dir, "vocoder", device) if use_vocoder else None
+        self.tokenizer = ByteTokenizer(self.t5.config.max_length)
+        check_compatible(self.flow_model.config, self.t5.config, self.clap.config, run_dir)
+
+    @torch.no_grad()
+    def encode_text(self, captions):
+        """captions → dict of the flow model's text inputs: txt (B, L, d), txt_mask (B, L), y (B, D)."""
+        ids, mask = self.tokenizer(list(captions))
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        return {"txt": self.t5(ids, mask), "txt_mask": mask, "y": self.clap.embed_text((ids, mask))}
+
+    @torch.no_grad()
+    def generate_latents(self, captions, seconds=2.56, steps=50, cfg=4.0, sampler="euler",
+                         negative_prompt="", seed=0, shift=1.0):
+        """Sample VAE latents (B, 8, T/4, 16) for the captions. Each caption gets its own noise,
+        drawn from (seed, index), so a clip does not depend on which other captions share the batch."""
+        frames = frames_for(seconds)
+        noise = torch.stack([
+            torch.randn(LATENT_CHANNELS, frames // TIME_DOWN, MEL_BINS_DOWN,
+                        generator=torch.Generator().manual_seed(seed * 100_003 + i))
+            for i in range(len(captions))]).to(self.device)
+        cond = self.encode_text(captions)
+        uncond = self.encode_text([negative_prompt] * len(captions))
+        cond, uncond = pad_text_pair(cond, uncond)
+        model_fn = lambda z, t, c: self.flow_model.velocity(z, t, c["txt"], c["txt_mask"], c["y"])
+        velocity_fn = flow.guided_velocity_fn(model_fn, cond, uncond, cfg)
+        return flow.sample(velocity_fn, noise, steps=steps, sampler=sampler, shift=shift)
+
+    @torch.no_grad()
+    def latents_to_audio(self, latents):
+        """Latents → (log-mel (B, T, 64), waveform (B, 160·T)); Griffin–Lim if no vocoder was loaded."""
+        mel = self.vae.decode(latents)
+        audio = self.vocoder(mel) if self.vocoder is not None else griffin_lim(mel)
+        return mel, audio
+
+    def generate(self, captions, **options):
+        return self.latents_to_audio(self.generate_latents(captions, **options))
+
+
+def frames_for(seconds):
+    """Mel frames for a duration, rounded to the nearest length the VAE and patching accept."""
+    frames = round(seconds * SAMPLE_RATE / HOP / FRAMES_MULTIPLE) * FRAMES_MULTIPLE
+    if frames < FRAMES_MULTIPLE:
+        raise ValueError(f"--seconds {seconds} is too short: the shortest clip is "
+                         f"{FRAMES_MULTIPLE * HOP / SAMPLE_RATE:.2f} s")
+    return frames
+
+
+def pad_text_pair(cond, uncond):
+    """Pad the shorter of two text batches (with masked-out zeros) so they stack into one batch."""
+    length = max(cond["txt"].shape[1], uncond["txt"].shape[1])
+
+    def pad(batch):
+        extra = length - batch["txt"].shape[1]
+        txt = torch.nn.functional.pad(batch["txt"], (0, 0, 0, extra))
+        mask = torch.nn.functional.pad(batch["txt_mask"], (0, extra), value=False)
+        return {"txt": txt, "txt_mask": mask, "y": batch["y"]}
+
+    return pad(cond), pad(uncond)
+
+
+def check_compatible(flow_config, t5_config, clap_config, run_dir):
+    """The flow model must have been trained on this run's text encoders' widths."""
+    if flow_config.context_in_dim != t5_config.d_model or flow_config.vec_in_dim != clap_config.embed_dim:
+        raise CheckpointError(
+            f"{run_dir}/flow.pt was trained for text widths (T5 {flow_config.context_in_dim}, CLAP "
+            f"{flow_config.vec_in_dim}) but this run's encoders give (T5 {t5_config.d_model}, CLAP "
+            f"{clap_config.embed_dim}); retrain with `{train_command(run_dir, 'flow')}`")
+

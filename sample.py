@@ -1,0 +1,147 @@
+"""Turn captions into music with a trained run: WAV files plus spectrogram pictures.
+
+    python sample.py                                   # default caption, runs/tiny → samples/
+    python sample.py --prompt "A fast, cheerful guitar tune in a major key, with drums."
+    python sample.py --prompts-file captions.txt --steps 25 --cfg 4 --sampler heun
+
+Sampling solves the flow ODE dz/dt = v_θ(z, t, y, c) from pure noise at t = 1 to a VAE
+latent at t = 0 (see flow.py), with classifier-free guidance toward the caption and away from
+the negative prompt; the VAE decodes the latent to a log-mel and HiFi-GAN (or, with
+--griffin-lim, the classic phase-reconstruction algorithm) turns it into sound. The same
+--seed gives the same audio on the CPU; each caption in a batch gets its own noise.
+"""
+
+import argparse
+import os
+import re
+import sys
+import warnings
+
+import torch
+
+from common import CheckpointError, pick_device
+from data import save_wav
+from pipeline import Pipeline, frames_for
+
+DEFAULT_PROMPT = "A slow, melancholic piano piece in a minor key, without drums."
+DEFAULT_CFG = 4.0  # chosen by measurement: see README's guidance-scale table
+MAX_PROMPT_BYTES = 128
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_float(text):
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a non-negative number, got {text}")
+    return value
+
+
+def positive_float(text):
+    value = non_negative_float(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Generate music from text with a trained FluxMusic run.")
+    prompts = parser.add_mutually_exclusive_group()
+    prompts.add_argument("--prompt", help=f'caption to play (default: "{DEFAULT_PROMPT}")')
+    prompts.add_argument("--prompts-file", help="text file with one caption per line")
+    parser.add_argument("--negative-prompt", default="", help="what to steer away from (default: the empty caption)")
+    parser.add_argument("--steps", type=positive_int, default=50, help="ODE solver steps (default 50)")
+    parser.add_argument("--cfg", type=non_negative_float, default=DEFAULT_CFG,
+                        help=f"classifier-free guidance scale; 1 = no guidance (default {DEFAULT_CFG})")
+    parser.add_argument("--sampler", choices=["euler", "heun"], default="euler")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seconds", type=positive_float, default=None,
+                        help="clip length (default: the length the run was trained on)")
+    parser.add_argument("--out", help="output WAV path for one prompt, or a folder for several (default samples/)")
+    parser.add_argument("--run", default="runs/tiny", help="run directory made by train.py (default runs/tiny)")
+    parser.add_argument("--griffin-lim", action="store_true", help="skip the vocoder; use Griffin–Lim instead")
+    parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    return parser.parse_args(argv)
+
+
+def read_prompts(args):
+    if args.prompts_file:
+        if not os.path.isfile(args.prompts_file):
+            raise ValueError(f"--prompts-file {args.prompts_file}: no such file")
+        with open(args.prompts_file, encoding="utf-8", errors="replace") as f:
+            prompts = [line.strip() for line in f if line.strip()]
+        if not prompts:
+            raise ValueError(f"--prompts-file {args.prompts_file} has no captions (one caption a line)")
+        return prompts
+    prompt = DEFAULT_PROMPT if args.prompt is None else args.prompt.strip()
+    if not prompt:
+        warnings.warn('empty prompt: generating unconditional music (the model\'s "" caption)', stacklevel=2)
+    return [prompt]
+
+
+def check_prompt_lengths(prompts):
+    for prompt in prompts:
+        if len(prompt.encode("utf-8")) >= MAX_PROMPT_BYTES:
+            warnings.warn(f"prompt longer than {MAX_PROMPT_BYTES - 1} bytes is cut there: "
+                          f"{prompt[:40]!r}...", stacklevel=2)
+
+
+def output_paths(args, prompts):
+    """One WAV per prompt: --out FILE.wav for a single prompt, else files in a folder."""
+    if args.out and args.out.lower().endswith(".wav"):
+        if len(prompts) > 1:
+            raise ValueError(f"--out {args.out} is one file but there are {len(prompts)} prompts; "
+                             f"give a folder instead")
+        return [args.out]
+    folder = args.out or "samples"
+    return [os.path.join(folder, f"{i:02d}_{slug(p)}_seed{args.seed}.wav") for i, p in enumerate(prompts)]
+
+
+def slug(text, length=40):
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:length] or "unconditional"
+
+
+def save_spectrogram(path, mel, caption):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 3), dpi=90)
+    image = ax.imshow(mel.T.cpu().numpy(), origin="lower", aspect="auto", cmap="magma",
+                      extent=[0, mel.shape[0] / 100, 0, mel.shape[1]])
+    ax.set_xlabel("time (s)"), ax.set_ylabel("mel bin"), ax.set_title(caption[:90] or "(unconditional)", fontsize=8)
+    fig.colorbar(image, ax=ax, label="log-mel")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        prompts = read_prompts(args)
+        check_prompt_lengths(prompts)
+        paths = output_paths(args, prompts)
+        device = pick_device(args.device)
+        pipe = Pipeline(args.run, device, use_vocoder=not args.griffin_lim)
+        seconds = args.seconds or pipe.trained_seconds
+        frames_for(seconds)  # validates the length before any work
+        mels, audio = pipe.generate(prompts, seconds=seconds, steps=args.steps, cfg=args.cfg, sampler=args.sampler,
+                                    negative_prompt=args.negative_prompt, seed=args.seed)
+    except (CheckpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    for path, prompt, mel, clip in zip(paths, prompts, mels, audio):
+        save_wav(path, clip)
+        picture = os.path.splitext(path)[0] + ".png"
+        save_spectrogram(picture, mel, prompt)
+        print(f"{prompt or '(unconditional)'}\n  audio: {path}\n  spectrogram: {picture}")
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()

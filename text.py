@@ -1,0 +1,311 @@
+"""Text conditioning from scratch: a byte tokenizer, a T5-style encoder and a CLAP-style encoder.
+
+FluxMusic reads every caption twice. A T5 encoder turns it into one feature vector per token,
+c (B, L, d), which joins the music tokens inside the transformer's attention, so the model can
+look up individual words. A CLAP text tower squeezes it into one vector y (B, D) that is added
+to the timestep embedding and steers every block. The paper takes both pretrained (T5-XXL,
+CLAP-L); here both are small and pretrained by `train.py` on the dataset's captions and audio.
+
+1. Tokens. Text is cut into UTF-8 bytes, so every string has a spelling and nothing is
+   out of vocabulary (as in ByT5). Ids 0 and 1 are <pad> and <eos>, the next 16 are sentinels
+   for span corruption, then byte b has id 18 + b. A caption becomes its bytes plus <eos>;
+   "" becomes just <eos>, the well-defined "no caption" prompt of classifier-free guidance.
+
+2. The T5 (v1.1) encoder is a stack of pre-norm residual layers with no biases anywhere:
+
+       h = x + Attn(RMSNorm(x)),    x' = h + W_o (GELU(W_0 RMSNorm(h)) * W_1 RMSNorm(h))
+
+   where RMSNorm(x) = g * x / sqrt(mean(x^2) + eps) and the feed-forward is gated by a second
+   projection (gated GELU). There are no position embeddings. Instead each attention head adds
+   a learned scalar b[bucket(j - i)] to the score of query i and key j, so attention depends
+   on how far apart two tokens are, not where they sit. Offsets are binned into buckets: with
+   32 buckets, 16 for keys before the query and 16 for keys after it; in each half, distances
+   0..7 get a bucket each, and distances 8..max_distance share the other 8 on a log scale:
+
+       bucket(n) = n                                               if n < 8
+                 = min(15, 8 + floor(8 * log(n / 8) / log(max_distance / 8)))   otherwise.
+
+   Nearby offsets are told apart exactly; far ones only roughly, which is what language
+   needs. One bias table is computed once and reused by every layer. A final RMSNorm makes
+   the features c about unit size, and padded positions are zeroed, so they carry nothing.
+
+3. T5 pretraining is span corruption. Drop ~15% of a caption's bytes in spans of mean length 3,
+   replace each span with one sentinel, and ask a small decoder to write the spans back:
+
+       input   "A slow<X0> piano piece<X1>out drums."      target  "<X0>, sad<X1> with"
+
+   We use a decoder, not a prediction head on the encoder. A head needs one input slot per
+   masked byte, which shows the model how long each span is, and it scores only those slots.
+   With a decoder, the encoder must store everything about the caption in its features,
+   because the decoder can reach the caption only through cross-attention to those features.
+   That is what the flow model needs from c. As in ByT5, the decoder is shallow, so learning
+   happens in the encoder. The decoder only writes ~15% of the length, so it is cheap, and it
+   is thrown away after pretraining.
+
+4. CLAP learns a shared space for captions and audio. A text tower (a small T5 encoder,
+   mean-pooled) and an audio tower (a conv net over the log-mel, pooled over time and
+   frequency) each project to D dims, L2-normalised: t_i, a_i. For a batch of N pairs, the
+   symmetric InfoNCE loss with a learned temperature s = exp(logit_scale) is
+
+       S = s * T A^T,   loss = (CE(S, I) + CE(S^T, I)) / 2,   CE(S, I) = -1/N sum_i log softmax(S_i)_i
+
+   Each caption must pick out its own clip among the N clips, and each clip its own caption.
+   If the embeddings carry no information (S constant), the loss is log N. If t_i = a_i are
+   orthogonal and s is large, the loss goes to 0. Because similar captions must land near
+   similar sounds, y learns instrument, tempo, mode and drums from the audio. The same space
+   gives zero-shot classification (which prompt is nearest a clip?) and retrieval (which
+   clip is nearest a caption?), which `evaluate.py` reuses.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from blocks import RMSNorm
+from data import N_MELS
+
+# ----------------------------------------------------------------------------- tokenizer
+
+PAD, EOS = 0, 1
+NUM_SENTINELS = 16
+BYTE_OFFSET = 2 + NUM_SENTINELS
+VOCAB_SIZE = BYTE_OFFSET + 256
+
+
+def sentinel(k):
+    """Id of the k-th sentinel <Xk>, the stand-in for the k-th corrupted span."""
+    return 2 + k
+
+
+def pad_batch(rows, length=None):
+    """Lists of ids -> (ids (B, L) long, mask (B, L) bool), right-padded with PAD to the longest row."""
+    length = length or max(len(row) for row in rows)
+    ids = torch.full((len(rows), length), PAD, dtype=torch.long)
+    mask = torch.zeros(len(rows), length, dtype=torch.bool)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[i, :len(row)] = True
+    return ids, mask
+
+
+class ByteTokenizer:
+    """UTF-8 bytes + <eos>; captions longer than max_length bytes are cut, keeping the <eos>."""
+
+    def __init__(self, max_length=128):
+        if max_length < 1:
+            raise ValueError(f"max_length must be at least 1 (room for <eos>), got {max_length}")
+        self.max_length = max_length
+
+    def __call__(self, captions, pad_to_max=False):
+        if isinstance(captions, str) or not all(isinstance(c, str) for c in captions) or not captions:
+            raise TypeError("ByteTokenizer expects a non-empty list of strings, e.g. tokenizer(['a piano piece'])")
+        rows = [[b + BYTE_OFFSET for b in c.encode("utf-8")[:self.max_length - 1]] + [EOS] for c in captions]
+        return pad_batch(rows, self.max_length if pad_to_max else None)
+
+    def decode(self, ids):
+        """1-D ids -> str, up to the first <eos>; sentinels print as <Xk>, pads are skipped."""
+        pieces, raw = [], bytearray()
+        for i in torch.as_tensor(ids).tolist():
+            if i == EOS:
+                break
+            if i >= BYTE_OFFSET:
+                raw.append(i - BYTE_OFFSET)
+            elif i != PAD:
+                pieces += [raw.decode("utf-8", errors="replace"), f"<X{i - 2}>"]
+                raw = bytearray()
+        # a cut in the middle of a multi-byte character decodes as U+FFFD, not an exception
+        return "".join(pieces) + raw.decode("utf-8", errors="replace")
+
+
+# ----------------------------------------------------------------------------- T5 encoder
+
+@dataclass
+class T5Config:
+    d_model: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    d_ff: int = 320
+    num_buckets: int = 32
+    max_distance: int = 128
+    max_length: int = 128
+    decoder_layers: int = 1   # the pretraining decoder only; shallow so the encoder does the work
+
+
+def relative_position_bucket(relative_position, num_buckets=32, max_distance=128, bidirectional=True):
+    """Key-minus-query offsets (any shape, long) -> bucket ids in [0, num_buckets)."""
+    if bidirectional:
+        num_buckets //= 2
+        offset = (relative_position > 0).long() * num_buckets  # keys after the query: upper half
+        distance = relative_position.abs()
+    else:
+        offset = 0
+        distance = (-relative_position).clamp(min=0)  # a causal decoder only ever looks back
+    exact = num_buckets // 2
+    log_ratio = torch.log(distance.float().clamp(min=1) / exact) / math.log(max_distance / exact)
+    far = (exact + (log_ratio * (num_buckets - exact)).long()).clamp(max=num_buckets - 1)
+    return offset + torch.where(distance < exact, distance, far)
+
+
+class RelativePositionBias(nn.Module):
+    """One learned scalar per (bucket, head), added to the attention scores."""
+
+    def __init__(self, config, bidirectional):
+        super().__init__()
+        self.config, self.bidirectional = config, bidirectional
+        self.table = nn.Embedding(config.num_buckets, config.num_heads)
+
+    def forward(self, length):
+        position = torch.arange(length, device=self.table.weight.device)
+        buckets = relative_position_bucket(position[None, :] - position[:, None], self.config.num_buckets,
+                                           self.config.max_distance, self.bidirectional)
+        return self.table(buckets).permute(2, 0, 1).unsqueeze(0)  # (1, heads, L, L)
+
+
+def padding_bias(mask):
+    """(B, L) bool -> (B, 1, 1, L) additive bias: -inf on padded keys, so no query attends to them."""
+    return torch.zeros(mask.shape, device=mask.device).masked_fill(~mask, float("-inf"))[:, None, None, :]
+
+
+class Attention(nn.Module):
+    """Multi-head attention without biases; `bias` holds positions and masks.
+    T5 leaves out the 1/sqrt(d_head) and folds it into its init; we keep the usual scaling."""
+
+    def __init__(self, d_model, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        self.query, self.key, self.value, self.out = (nn.Linear(d_model, d_model, bias=False) for _ in range(4))
+
+    def forward(self, x, context, bias):
+        B, L, D = x.shape
+        heads = lambda t: t.view(B, -1, self.num_heads, D // self.num_heads).transpose(1, 2)
+        y = F.scaled_dot_product_attention(heads(self.query(x)), heads(self.key(context)),
+                                           heads(self.value(context)), attn_mask=bias)
+        return self.out(y.transpose(1, 2).reshape(B, L, D))
+
+
+class GatedGELU(nn.Module):
+    """T5 v1.1 feed-forward: down(GELU(gate(x)) * up(x))."""
+
+    def __init__(self, d_model, d_ff):
+        super().__init__()
+        self.gate = nn.Linear(d_model, d_ff, bias=False)
+        self.up = nn.Linear(d_model, d_ff, bias=False)
+        self.down = nn.Linear(d_ff, d_model, bias=False)
+
+    def forward(self, x):
+        return self.down(F.gelu(self.gate(x), approximate="tanh") * self.up(x))
+
+
+class Block(nn.Module):
+    """Pre-norm residual layer: self-attention, cross-attention (decoder only), feed-forward."""
+
+    def __init__(self, config, cross_attention=False):
+        super().__init__()
+        d = config.d_model
+        self.self_norm, self.self_attn = RMSNorm(d), Attention(d, config.num_heads)
+        self.cross_norm = RMSNorm(d) if cross_attention else None
+        self.cross_attn = Attention(d, config.num_heads) if cross_attention else None
+        self.ff_norm, self.ff = RMSNorm(d), GatedGELU(d, config.d_ff)
+
+    def forward(self, x, bias, memory=None, memory_bias=None):
+        h = self.self_norm(x)
+        x = x + self.self_attn(h, h, bias)
+        if self.cross_attn is not None:
+            x = x + self.cross_attn(self.cross_norm(x), memory, memory_bias)
+        return x + self.ff(self.ff_norm(x))
+
+
+class T5Encoder(nn.Module):
+    """ids (B, L), mask (B, L) -> features (B, L, d_model), zero at padded positions."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.tokenizer = ByteTokenizer(config.max_length)
+        self.embed = nn.Embedding(VOCAB_SIZE, config.d_model)
+        self.position_bias = RelativePositionBias(config, bidirectional=True)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.num_layers))
+        self.final_norm = RMSNorm(config.d_model)
+
+    def forward(self, ids, mask):
+        x = self.embed(ids)
+        bias = self.position_bias(ids.shape[1]) + padding_bias(mask)  # computed once, shared by all layers
+        for block in self.blocks:
+            x = block(x, bias)
+        # zeroed pads: a consumer that ignores the mask still reads nothing from them
+        return self.final_norm(x) * mask[..., None]
+
+    def encode(self, captions):
+        """list of str -> (features (B, L, d), mask (B, L)) on the encoder's device."""
+        ids, mask = self.tokenizer(captions)
+        device = self.embed.weight.device
+        mask = mask.to(device)
+        return self(ids.to(device), mask), mask
+
+
+class T5Decoder(nn.Module):
+    """The pretraining decoder: causal self-attention, cross-attention to the encoder, byte logits."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB_SIZE, config.d_model)
+        self.position_bias = RelativePositionBias(config, bidirectional=False)
+        self.blocks = nn.ModuleList(Block(config, cross_attention=True) for _ in range(config.decoder_layers))
+        self.final_norm = RMSNorm(config.d_model)
+        self.lm_head = nn.Linear(config.d_model, VOCAB_SIZE, bias=False)
+
+    def forward(self, ids, memory, memory_mask):
+        length = ids.shape[1]
+        causal = torch.full((length, length), float("-inf"), device=ids.device).triu(1)
+        bias, memory_bias = self.position_bias(length) + causal, padding_bias(memory_mask)
+        x = self.embed(ids)
+        for block in self.blocks:
+            x = block(x, bias, memory, memory_bias)
+        return self.lm_head(self.final_norm(x))
+
+
+def random_lengths(total, parts, generator):
+    """Split `total` items into `parts` non-empty runs at random cut points; returns run lengths."""
+    cuts = (torch.randperm(total - 1, generator=generator)[:parts - 1] + 1).sort().values.tolist()
+    return [b - a for a, b in zip([0] + cuts, cuts + [total])]
+
+
+def span_corrupt(ids, mask, generator=None, noise_density=0.15, mean_span_length=3.0):
+    """T5 span corruption of a tokenized batch.
+
+    Returns (inputs, input_mask, targets, target_mask): inputs keep the caption with each dropped
+    span replaced by a sentinel <X0>, <X1>, ... in order; targets list "<Xk> span_k" for every
+    span, then <eos>. Captions of fewer than 2 bytes are left whole, with target "<eos>".
+    """
+    inputs, targets = [], []
+    for row, row_mask in zip(ids, mask):
+        tokens = row[row_mask].tolist()[:-1]  # the bytes, without their <eos>
+        n = len(tokens)
+        noise = [False] * n
+        if n >= 2:
+            num_noise = min(max(round(n * noise_density), 1), n - 1)
+            num_spans = max(1, min(round(num_noise / mean_span_length), n - num_noise, NUM_SENTINELS))
+            keeps = random_lengths(n - num_noise, num_spans, generator)
+            drops = random_lengths(num_noise, num_spans, generator)
+            # kept runs alternate with spans; a coin picks which comes first, so neither end is always kept
+            noise_first = bool(torch.rand(1, generator=generator) < 0.5)
+            noise = []
+            for keep, drop in zip(keeps, drops):
+                run = [False] * keep + [True] * drop
+                noise += run[::-1] if noise_first else run
+        corrupted, target, spans = [], [], 0
+        for t, token in enumerate(tokens):
+            if not noise[t]:
+                corrupted.append(token)
+                continue
+            if t == 0 or not noise[t - 1]:  # a new span starts: one sentinel stands for all of it
+                corrupted.append(sentinel(spans))
+                target.append(sentinel(spans))
+                spans += 1
+            target.append(token)
+        inputs.append(corrupted + [EOS])
+        targets.append(target + [EOS])
+    return (*pad_batch(inputs), *pad_batch(targets))

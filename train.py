@@ -1,0 +1,300 @@
+"""Train every part of FluxMusic from nothing, in order: vae, vocoder, clap, t5, flow.
+
+    python train.py --tiny                 # all five stages, sized for a laptop (or, slowly, a CPU)
+    python train.py --smoke                # a few steps of everything, for tests
+    python train.py --stage flow           # one stage (earlier stages must be done)
+    python train.py --data DIR             # your own audio + captions instead of the built-in set
+    torchrun --nproc_per_node=2 train.py   # data-parallel on several GPUs (or CPU processes)
+
+The first four stages build the frozen parts that the paper takes pretrained: a mel VAE
+(its latent space is where the music is generated), a HiFi-GAN vocoder (mel → waveform),
+and two text encoders (CLAP's pooled y and T5's token features c). The last stage trains
+the rectified-flow transformer on the frozen latents and text features:
+
+    x0 = VAE.encode(mel),  ε ~ N(0, I),  t ~ logit-normal,  z_t = (1 − t)·x0 + t·ε
+    loss = ‖v_θ(z_t, t, y, c) − (ε − x0)‖²,   with the caption replaced by "" 10% of the time
+
+Every stage writes `<run>/<stage>.pt` atomically every few hundred steps (weights, optimiser,
+EMA, step) and resumes from it; a finished stage is skipped on rerun. Ctrl-C finishes the
+current step, saves, and exits; a NaN loss stops the stage and keeps the last good file.
+Each stage also writes its loss curve as `<stage>_loss.csv` and `.png`.
+"""
+
+import argparse
+import copy
+import csv
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+import stages
+from common import CheckpointError, load_checkpoint, pick_device, save_checkpoint
+from pipeline import STAGES, stage_path, train_command
+
+
+@dataclass
+class Schedule:
+    steps: int
+    batch_size: int
+    lr: float
+
+
+@dataclass
+class RunConfig:
+    """Everything that sizes a run; saved into every checkpoint."""
+    seconds: float = 2.56           # clip length; 2.56 s = 256 mel frames = 256 flow tokens
+    num_clips: int = 1200           # training clips rendered from the built-in dataset
+    num_val_clips: int = 64         # held-out clips (the compositional "test" split) for metrics
+    seed: int = 0
+    preset: str = "tiny"            # transformer size, model.PRESETS
+    vae: Schedule = field(default_factory=lambda: Schedule(1500, 16, 1e-3))
+    vocoder: Schedule = field(default_factory=lambda: Schedule(3000, 8, 2e-4))
+    vocoder_warmup: int = 1500      # reconstruction-only steps before the discriminators join
+    vocoder_segment: int = 8320     # samples per vocoder training crop (52 frames)
+    clap: Schedule = field(default_factory=lambda: Schedule(1200, 64, 5e-4))
+    t5: Schedule = field(default_factory=lambda: Schedule(1200, 64, 1e-3))
+    flow: Schedule = field(default_factory=lambda: Schedule(3000, 16, 5e-4))
+    caption_dropout: float = 0.1
+    ema_decay: float = 0.999
+    save_every: int = 200
+    sample_every: int = 1000        # flow samples written as training goes (0: never)
+    sample_steps: int = 25
+
+
+TINY = RunConfig()
+SMOKE = RunConfig(num_clips=12, num_val_clips=4, vae=Schedule(3, 4, 1e-3), vocoder=Schedule(4, 2, 2e-4),
+                  vocoder_warmup=2, clap=Schedule(3, 4, 5e-4), t5=Schedule(3, 4, 1e-3),
+                  flow=Schedule(6, 4, 5e-4), save_every=2, sample_every=4, sample_steps=2)
+
+
+# ----------------------------------------------------------------------------- distributed
+
+@dataclass
+class World:
+    rank: int = 0
+    size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self):
+        return self.rank == 0
+
+
+def setup_world(device_name):
+    """Single process, or one process per device under torchrun (NCCL on GPUs, gloo on CPU)."""
+    if "RANK" not in os.environ:
+        return World(device=pick_device(device_name))
+    rank, size, local_rank = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
+    device = pick_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return World(rank, size, device)
+
+
+# ----------------------------------------------------------------------------- the training loop
+
+class StopRequested(Exception):
+    """Ctrl-C arrived; the loop finishes the current step, saves and exits."""
+
+
+class Diverged(Exception):
+    """The loss became NaN/Inf; nothing from this step is saved."""
+
+
+def install_ctrl_c_handler():
+    """First Ctrl-C: finish the step and save. Second: stop at once (files are atomic anyway)."""
+    state = {"stop": False}
+
+    def handler(signum, frame):
+        if state["stop"]:
+            raise KeyboardInterrupt
+        state["stop"] = True
+        print("\nCtrl-C: finishing this step and saving a checkpoint (press again to quit at once)", flush=True)
+
+    signal.signal(signal.SIGINT, handler)
+    return state
+
+
+def checkpoint_state(job, step, history):
+    return {"stage": job.name, "done": False, "step": step, "config": asdict(job.model.config),
+            "model": job.model.state_dict(), "ema": job.ema.state_dict() if job.ema is not None else None,
+            "extra": {name: m.state_dict() for name, m in job.extra_modules.items()},
+            "optimizers": {name: o.state_dict() for name, o in job.optimizers.items()},
+            "rng": torch.get_rng_state(), "history": history, "run_config": asdict(job.run_config)}
+
+
+def restore(job, checkpoint, path):
+    if checkpoint["config"] != asdict(job.model.config):
+        raise CheckpointError(f"{path} was trained with config {checkpoint['config']}, not this run's "
+                              f"{asdict(job.model.config)}; use the same --preset/--tiny/--smoke, or another --run")
+    job.model.load_state_dict(checkpoint["model"])
+    if job.ema is not None and checkpoint.get("ema") is not None:
+        job.ema.load_state_dict(checkpoint["ema"])
+    for name, module in job.extra_modules.items():
+        module.load_state_dict(checkpoint["extra"][name])
+    for name, optimizer in job.optimizers.items():
+        optimizer.load_state_dict(checkpoint["optimizers"][name])
+    torch.set_rng_state(checkpoint["rng"])
+    return checkpoint["step"], checkpoint["history"]
+
+
+def run_stage(name, context, world, stop_state):
+    """Build, resume, train and finish one stage; returns its metrics."""
+    path = stage_path(context.run_dir, name)
+    existing = load_checkpoint(path) if os.path.exists(path) else None
+    if existing is not None and existing.get("done"):
+        if world.main:
+            print(f"[{name}] already trained: {path} (delete it to retrain)")
+        return existing.get("metrics", {})
+    job = stages.build(name, context, world)
+    step, history = restore(job, existing, path) if existing is not None else (0, [])
+    if world.main:
+        print(f"[{name}] {job.describe()} — {'resuming at step ' + str(step) if step else 'starting'}; "
+              f"checkpoint: {path}")
+    start = time.time()
+    bar = tqdm(range(step, job.schedule.steps), initial=step, total=job.schedule.steps,
+               desc=name, disable=not world.main, dynamic_ncols=True)
+    for step in bar:
+        logs = job.train_step(step)
+        if not all(math.isfinite(v) for v in logs.values()):
+            raise Diverged(f"[{name}] loss became {logs} at step {step}; kept the last good checkpoint "
+                           f"{path}; lower the learning rate and rerun `python train.py --stage {name}`")
+        history.append({"step": step + 1, **logs})
+        bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
+        done_steps = step + 1
+        if world.main and (done_steps % context.config.save_every == 0 or stop_state["stop"]):
+            save_checkpoint(checkpoint_state(job, done_steps, history), path)
+            write_loss_curve(context.run_dir, name, history)
+        if world.main:
+            job.after_step(done_steps)
+        if stop_state["stop"]:
+            raise StopRequested(f"[{name}] stopped at step {done_steps}; saved {path}. "
+                                f"Rerun the same command to resume.")
+    bar.close()
+    metrics = job.finish() if world.main else {}
+    metrics["train_seconds"] = round(time.time() - start, 1)
+    if world.main:
+        final = {"stage": name, "done": True, "step": job.schedule.steps, "config": asdict(job.model.config),
+                 "model": job.model.state_dict(), "ema": job.ema.state_dict() if job.ema is not None else None,
+                 "history": history, "metrics": metrics, "run_config": asdict(job.run_config)}
+        save_checkpoint(final, path)
+        write_loss_curve(context.run_dir, name, history)
+        print(f"[{name}] done in {metrics['train_seconds']:.0f} s: "
+              + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+    return metrics
+
+
+def write_loss_curve(run_dir, name, history):
+    """<stage>_loss.csv (every logged value) and <stage>_loss.png (their curves)."""
+    if not history:
+        return
+    keys = list(history[-1].keys())
+    with open(os.path.join(run_dir, f"{name}_loss.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(history)
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=80)
+    steps = [row["step"] for row in history]
+    for key in keys[1:]:
+        values = [row.get(key, float("nan")) for row in history]
+        ax.plot(steps, smooth(values), label=key)
+    ax.set_xlabel("step"), ax.set_yscale("log"), ax.set_title(f"{name} training loss"), ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(run_dir, f"{name}_loss.png"))
+    plt.close(fig)
+
+
+def smooth(values, width=25):
+    """Running mean, so a noisy per-step loss reads as a curve."""
+    out, total, window = [], 0.0, []
+    for value in values:
+        window.append(value)
+        total += value
+        if len(window) > width:
+            total -= window.pop(0)
+        out.append(abs(total / len(window)) + 1e-12)
+    return out
+
+
+# ----------------------------------------------------------------------------- command line
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Train FluxMusic from scratch: vae, vocoder, clap, t5, flow.")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--tiny", action="store_true", help="the laptop/CPU-sized pipeline (default)")
+    size.add_argument("--smoke", action="store_true", help="a few steps of every stage on a few clips (tests)")
+    parser.add_argument("--run", default=None, help="run directory (default runs/tiny, or runs/smoke with --smoke)")
+    parser.add_argument("--stage", choices=STAGES, help="train only this stage")
+    parser.add_argument("--data", help="folder of your own audio files with captions (metadata.jsonl or .txt)")
+    parser.add_argument("--preset", default="tiny", help="transformer size: tiny, small, base, large, giant")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--flow-steps", type=positive_int, help="override the flow stage's step count")
+    args = parser.parse_args(argv)
+    if args.run is None:
+        args.run = "runs/smoke" if args.smoke else "runs/tiny"
+    if args.data and not os.path.isdir(args.data):
+        parser.error(f"--data {args.data}: no such folder (it should hold audio files and captions)")
+    from model import PRESETS
+    if args.preset not in PRESETS:
+        parser.error(f"--preset {args.preset}: choose one of {', '.join(PRESETS)}")
+    return args
+
+
+def positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def make_run_config(args):
+    config = SMOKE if args.smoke else TINY
+    config = replace(config, seed=args.seed, preset=args.preset)
+    if args.flow_steps:
+        config = replace(config, flow=replace(config.flow, steps=args.flow_steps))
+    return config
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    world = setup_world(args.device)
+    config = make_run_config(args)
+    os.makedirs(args.run, exist_ok=True)
+    torch.manual_seed(config.seed + world.rank)
+    stop_state = install_ctrl_c_handler()
+    todo = [args.stage] if args.stage else list(STAGES)
+    timings = {}
+    try:
+        context = stages.Context(args.run, config, args.data, world)
+        for name in todo:
+            start = time.time()
+            metrics = run_stage(name, context, world, stop_state)
+            timings[name] = metrics.get("train_seconds", round(time.time() - start, 1))
+    except (StopRequested, Diverged, CheckpointError, ValueError) as error:
+        print(str(error), file=sys.stderr)
+        sys.exit(130 if isinstance(error, StopRequested) else 1)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if world.main:
+        with open(os.path.join(args.run, "timings.json"), "w") as f:
+            json.dump(timings, f, indent=1)
+        print(f"all done: checkpoints in {args.run}/ — try `python sample.py --run {args.run}`")
+
+
+if __name__ == "__main__":
+    main()
