@@ -309,3 +309,166 @@ def span_corrupt(ids, mask, generator=None, noise_density=0.15, mean_span_length
         inputs.append(corrupted + [EOS])
         targets.append(target + [EOS])
     return (*pad_batch(inputs), *pad_batch(targets))
+
+
+def t5_pretrain_loss(encoder, decoder, captions, generator=None):
+    """Span-corruption cross-entropy on a list of captions (mean over target bytes and sentinels)."""
+    ids, mask = encoder.tokenizer(captions)
+    device = encoder.embed.weight.device
+    inputs, input_mask, targets, target_mask = (t.to(device) for t in span_corrupt(ids, mask, generator))
+    memory = encoder(inputs, input_mask)
+    # teacher forcing: the decoder reads the targets shifted right by one, starting from <pad>
+    logits = decoder(F.pad(targets[:, :-1], (1, 0), value=PAD), memory, input_mask)
+    return F.cross_entropy(logits[target_mask], targets[target_mask])
+
+
+# ----------------------------------------------------------------------------- CLAP
+
+@dataclass
+class CLAPConfig:
+    embed_dim: int = 128      # the shared space; y has this size
+    text_width: int = 128
+    text_layers: int = 2
+    text_heads: int = 4
+    max_length: int = 128
+    audio_width: int = 32     # channels of the first conv; doubled each block up to 4x
+    audio_blocks: int = 4     # each halves time and frequency
+    init_temperature: float = 0.07
+    max_logit_scale: float = 100.0
+
+
+class AudioEncoder(nn.Module):
+    """log-mel (B, T, 64) -> (B, out_dim): strided 3x3 convs, then mean- and max-pooling."""
+
+    def __init__(self, width, blocks, out_dim):
+        super().__init__()
+        layers, channels = [], 1
+        for i in range(blocks):
+            out = width * 2 ** min(i, 2)
+            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1), nn.GroupNorm(1, out), nn.GELU()]
+            channels = out
+        self.convs = nn.Sequential(*layers)
+        self.proj = nn.Linear(2 * channels, out_dim)
+
+    def forward(self, mel):
+        # log-mel sits in about [-11.5, 3]; centre and shrink it so the first conv sees O(1) values
+        x = self.convs(((mel + 5.0) / 4.0).unsqueeze(1))
+        # mean: how much of a sound there is (texture, note density); max: whether it happens at all
+        return self.proj(torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1))
+
+
+class CLAP(nn.Module):
+    """Text and audio towers that meet in one L2-normalised embed_dim space."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.tokenizer = ByteTokenizer(config.max_length)
+        self.text_encoder = T5Encoder(T5Config(d_model=config.text_width, num_layers=config.text_layers,
+                                               num_heads=config.text_heads, d_ff=5 * config.text_width // 2,
+                                               max_length=config.max_length))
+        self.text_proj = nn.Linear(config.text_width, config.embed_dim, bias=False)
+        self.audio_encoder = AudioEncoder(config.audio_width, config.audio_blocks, config.embed_dim)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / config.init_temperature)))
+
+    def embed_text(self, captions):
+        """list of str, or (ids, mask) from a ByteTokenizer -> (B, embed_dim), unit length."""
+        ids, mask = captions if isinstance(captions, tuple) else self.tokenizer(captions)
+        device = self.logit_scale.device
+        ids, mask = ids.to(device), mask.to(device)
+        features = self.text_encoder(ids, mask)  # zero at pads, so the sum counts real tokens only
+        pooled = features.sum(1) / mask.sum(1, keepdim=True)
+        return F.normalize(self.text_proj(pooled), dim=-1)
+
+    def embed_audio(self, mel):
+        """log-mel (B, T, 64) from data.MelSpectrogram -> (B, embed_dim), unit length."""
+        return F.normalize(self.audio_encoder(mel.to(self.logit_scale.device)), dim=-1)
+
+    def scale(self):
+        """exp(logit_scale), clamped so the softmax cannot become arbitrarily sharp."""
+        return self.logit_scale.clamp(max=math.log(self.config.max_logit_scale)).exp()
+
+    def loss(self, captions, mel):
+        return info_nce(self.embed_text(captions), self.embed_audio(mel), self.scale())
+
+
+def info_nce(text_emb, audio_emb, logit_scale):
+    """Symmetric InfoNCE; row i of each is a matching pair; logit_scale multiplies the cosines."""
+    logits = logit_scale * text_emb @ audio_emb.T
+    labels = torch.arange(len(logits), device=logits.device)
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def retrieval_metrics(text_emb, audio_emb, ks=(1, 5)):
+    """Text -> audio retrieval: R@k = share of captions whose own clip ranks in the top k."""
+    similarity = text_emb @ audio_emb.T
+    own = similarity.diagonal()[:, None]
+    rank = (similarity > own).sum(dim=1)  # how many clips beat the right one
+    return {f"R@{k}": (rank < k).float().mean().item() for k in ks}
+
+
+# Prompts per attribute value, in the dataset's caption vocabulary (see data.py). Averaging a few
+# phrasings ("prompt ensembling") makes the class vector less sensitive to one wording.
+ATTRIBUTE_PROMPTS = {
+    "instrument": {name: [f"a {name} piece", f"music played on {name}", f"a song with {name}"]
+                   for name in ("piano", "guitar", "organ", "strings", "flute", "bells")},
+    "tempo": {"slow": ["a slow piece", "a relaxed, leisurely tune"],
+              "moderate": ["a moderate piece", "a mid-tempo tune at a walking pace"],
+              "fast": ["a fast piece", "an upbeat, lively tune"]},
+    "mode": {"major": ["a happy piece in a major key", "a bright, cheerful tune"],
+             "minor": ["a sad piece in a minor key", "a dark, melancholic tune"]},
+    "drums": {True: ["music with drums", "a tune with a steady beat and percussion"],
+              False: ["music without drums", "a tune with no percussion"]},
+}
+
+
+@torch.no_grad()
+def zero_shot_classify(clap, audio_emb, class_prompts):
+    """Nearest class for each clip: {class: [prompts]} -> list of class names, one per row of audio_emb."""
+    names = list(class_prompts)
+    classes = torch.stack([F.normalize(clap.embed_text(list(prompts)).mean(0), dim=-1)
+                           for prompts in class_prompts.values()])
+    return [names[i] for i in (audio_emb @ classes.T).argmax(dim=1).tolist()]
+
+
+def zero_shot_accuracy(clap, audio_emb, attributes, prompts=ATTRIBUTE_PROMPTS):
+    """{attribute: share of clips classified right}; `attributes` is one dataset attribute dict per clip."""
+    return {name: sum(p == a[name] for p, a in zip(zero_shot_classify(clap, audio_emb, classes), attributes))
+            / len(attributes) for name, classes in prompts.items()}
+
+
+@torch.no_grad()
+def clap_metrics(clap, captions, mels, attributes, chunk=64):
+    """Held-out report: text->audio R@1/R@5 with their chance levels, and zero-shot accuracy per attribute."""
+    text_emb = torch.cat([clap.embed_text(captions[i:i + chunk]) for i in range(0, len(captions), chunk)])
+    audio_emb = torch.cat([clap.embed_audio(m) for m in mels.split(chunk)])
+    metrics = retrieval_metrics(text_emb, audio_emb)
+    metrics.update({f"chance_R@{k}": min(k / len(captions), 1.0) for k in (1, 5)})
+    metrics.update({f"zero_shot_{name}": acc for name, acc in zero_shot_accuracy(clap, audio_emb, attributes).items()})
+    return metrics
+
+
+# ----------------------------------------------------------------------------- a small training loop
+
+def fit(parameters, batch_loss, num_items, steps, batch_size=32, lr=1e-3, seed=0):
+    """AdamW on random mini-batches of item indices, warm-up then cosine decay; returns the losses.
+
+    `batch_loss(indices)` returns a scalar loss. This is the short loop for tests and notebooks;
+    train.py has the full one (checkpoints, resume, progress bars).
+    """
+    parameters = [p for p in parameters if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
+    warmup = max(1, steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * (0.55 + 0.45 * math.cos(math.pi * s / steps)))
+    generator = torch.Generator().manual_seed(seed)
+    losses = []
+    for _ in range(steps):
+        loss = batch_loss(torch.randperm(num_items, generator=generator)[:batch_size])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        schedule.step()
+        losses.append(loss.item())
+    return losses

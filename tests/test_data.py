@@ -1,0 +1,327 @@
+import itertools
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+import data
+import music
+
+SR = data.SAMPLE_RATE
+
+
+def tone(freq, seconds, sample_rate=SR, amplitude=0.5):
+    t = torch.arange(round(seconds * sample_rate)) / sample_rate
+    return amplitude * torch.sin(2 * math.pi * freq * t)
+
+
+def peak_frequency(audio, sample_rate=SR):
+    spectrum = np.abs(np.fft.rfft(np.asarray(audio, dtype=np.float64)))
+    return np.fft.rfftfreq(len(audio), 1 / sample_rate)[spectrum.argmax()]
+
+
+def mel_centres():
+    edges = np.linspace(data.hz_to_mel(data.F_MIN), data.hz_to_mel(data.F_MAX), data.N_MELS + 2)
+    return data.mel_to_hz(edges)[1:-1]
+
+
+# ----------------------------------------------------------------------------- mel front end
+
+@pytest.mark.parametrize("samples", [16000, 40960, 163840])
+def test_mel_frame_count_is_samples_over_hop(samples):
+    mel = data.MelSpectrogram()(torch.randn(2, 3, samples))
+    assert mel.shape == (2, 3, samples // data.HOP, data.N_MELS)
+
+
+@pytest.mark.parametrize("freq", [440.0, 1000.0, 3000.0])
+def test_pure_tone_peaks_in_the_nearest_mel_bin(freq):
+    mel = data.MelSpectrogram()(tone(freq, 1.0))
+    assert mel.mean(0).argmax().item() == np.abs(mel_centres() - freq).argmin()
+
+
+def test_silence_is_the_log_floor():
+    mel = data.MelSpectrogram()(torch.zeros(1600))
+    assert torch.allclose(mel, torch.full_like(mel, math.log(1e-5)))
+
+
+def test_mel_filterbank_rows_have_unit_area():
+    weights = data.mel_filterbank()
+    assert weights.shape == (data.N_MELS, data.N_FFT // 2 + 1) and weights.min() >= 0
+    area = weights.sum(1) * (SR / data.N_FFT)  # Riemann sum of each triangle over frequency in Hz
+    assert torch.allclose(area, torch.ones(data.N_MELS), atol=0.03)
+
+
+def test_slaney_mel_scale():
+    assert data.hz_to_mel(1000.0) == pytest.approx(15.0)  # the linear-log break point
+    assert data.hz_to_mel(600.0) == pytest.approx(9.0)    # linear part: 3 mels per 200 Hz
+    hz = np.array([0.0, 100.0, 999.0, 1000.0, 4321.0, 8000.0])
+    assert np.allclose(data.mel_to_hz(data.hz_to_mel(hz)), hz)
+
+
+# ----------------------------------------------------------------------------- files
+
+def test_save_load_round_trip(tmp_path):
+    audio = torch.rand(8000) * 1.8 - 0.9
+    path = data.save_wav(tmp_path / "sub" / "x.wav", audio)
+    loaded = data.load_audio(path)
+    assert loaded.dtype == torch.float32 and loaded.shape == audio.shape
+    assert (loaded - audio).abs().max() < 1 / 32767  # 16-bit quantisation
+
+
+def test_save_clips_instead_of_wrapping(tmp_path):
+    data.save_wav(tmp_path / "loud.wav", torch.tensor([1.7, -3.0, 0.5]))
+    assert torch.allclose(data.load_audio(tmp_path / "loud.wav"), torch.tensor([1.0, -1.0, 0.5]), atol=1e-4)
+
+
+def test_resampling_keeps_the_frequency():
+    resampled = data.resample(tone(1000.0, 1.0, sample_rate=44100), 44100, SR)
+    assert resampled.shape == (SR,)
+    assert peak_frequency(resampled) == pytest.approx(1000.0, abs=1.0)
+
+
+def test_load_audio_makes_stereo_mono_resamples_and_reads_a_window(tmp_path):
+    left, right = tone(440.0, 2.0, 44100), tone(440.0, 2.0, 44100, amplitude=0.1)
+    soundfile.write(tmp_path / "stereo.flac", torch.stack([left, right], 1).numpy(), 44100)
+    audio = data.load_audio(tmp_path / "stereo.flac")
+    assert audio.shape == (2 * SR,)
+    assert peak_frequency(audio) == pytest.approx(440.0, abs=1.0)
+    assert audio.abs().max() == pytest.approx(0.3, abs=0.01)  # the mean of the two channels
+    window = data.load_audio(tmp_path / "stereo.flac", offset=0.5, duration=1.0)
+    assert abs(window.shape[0] - SR) <= 1
+
+
+def test_unreadable_file_is_a_one_line_error(tmp_path):
+    path = tmp_path / "broken.wav"
+    path.write_bytes(b"RIFF this is not audio")
+    with pytest.raises(ValueError, match="broken.wav") as error:
+        data.load_audio(path)
+    assert "\n" not in str(error.value)
+
+
+# ----------------------------------------------------------------------------- synthetic music
+
+def test_synth_clips_are_a_pure_function_of_seed_split_and_index():
+    a, b = data.SynthMusicDataset(num_clips=3, seed=7), data.SynthMusicDataset(num_clips=3, seed=7)
+    for i in (2, 0):  # order of access must not matter
+        x, y = a[i], b[i]
+        assert torch.equal(x["audio"], y["audio"]) and x["caption"] == y["caption"]
+        assert x["attributes"] == y["attributes"]
+    others = [a[1], data.SynthMusicDataset(num_clips=3, seed=8)[0],
+              data.SynthMusicDataset("test", num_clips=3, seed=7)[0]]
+    assert all(not torch.equal(a[0]["audio"], other["audio"]) for other in others)
+
+
+@pytest.mark.parametrize("seconds", [2.56, 1.0])
+def test_synth_clip_shape_loudness_and_vocabulary(seconds):
+    ds = data.SynthMusicDataset(num_clips=4, seconds=seconds)
+    assert len(ds) == 4
+    with pytest.raises(IndexError):
+        ds[4]
+    for item in ds:
+        audio, attributes = item["audio"], item["attributes"]
+        assert audio.dtype == torch.float32 and audio.shape == (round(seconds * SR),)
+        assert audio.abs().max() <= 0.99 + 1e-6 and 0.05 < audio.pow(2).mean().sqrt() <= 0.1 + 1e-4
+        assert attributes["instrument"] in data.INSTRUMENTS and attributes["mode"] in data.MODES
+        low, high = data.TEMPOS[attributes["tempo"]]
+        assert low <= attributes["bpm"] <= high and isinstance(attributes["drums"], bool)
+
+
+def test_synth_batches_collate():
+    loader = torch.utils.data.DataLoader(data.SynthMusicDataset(num_clips=2, seconds=0.5), batch_size=2)
+    batch = next(iter(loader))
+    assert batch["audio"].shape == (2, 8000) and len(batch["caption"]) == 2
+
+
+def words_of(table, value, caption):
+    return [w for w in table[value] if re.search(rf"\b{re.escape(w)}\b", caption)]
+
+
+def check_caption(caption, attributes):
+    lower = caption.lower()
+    assert len(caption) <= 110 and caption[0].isupper() and caption.endswith(".")
+    assert not re.search(r"\d", caption), "captions must not leak numbers such as the bpm"
+    assert [i for i in music.INSTRUMENTS if re.search(rf"\b{i}\b", lower)] == [attributes["instrument"]]
+    for table, phrases, value in ((music.TEMPO_WORDS, music.TEMPO_PHRASES, attributes["tempo"]),
+                                  (music.MODE_WORDS, music.MODE_PHRASES, attributes["mode"])):
+        mentioned = [v for v in table if words_of(table, v, lower) or words_of(phrases, v, lower)]
+        assert mentioned == [value], (caption, attributes)
+    drums = attributes["drums"]
+    assert words_of(music.DRUM_PHRASES, drums, lower) and not words_of(music.DRUM_PHRASES, not drums, lower)
+    assert not re.search(r"\ba [aeiou]", lower)  # "an upbeat", not "a upbeat"
+
+
+def test_captions_agree_with_attributes_and_vary():
+    rng = np.random.default_rng(0)
+    for combination in music.ALL_COMBINATIONS:
+        captions = set()
+        for _ in range(30):
+            attributes = music.sample_attributes([combination], rng)
+            caption = music.attributes_to_caption(attributes, rng)
+            check_caption(caption, attributes)
+            captions.add(caption)
+        assert len(captions) >= 15
+    for item in data.SynthMusicDataset(num_clips=5, seconds=0.2):
+        check_caption(item["caption"], item["attributes"])
+
+
+def test_test_split_is_held_out_yet_every_pair_of_values_is_trained():
+    test, train = set(music.TEST_COMBINATIONS), set(music.TRAIN_COMBINATIONS)
+    assert not test & train and test | train == set(itertools.product(
+        music.INSTRUMENTS, music.TEMPOS, music.MODES, (False, True)))
+    assert 0.1 <= len(test) / (len(test) + len(train)) <= 0.15
+    for i, j in itertools.combinations(range(4), 2):
+        assert {(c[i], c[j]) for c in train} == {(c[i], c[j]) for c in test | train}
+    for split, allowed in (("train", train), ("test", test)):
+        for item in data.SynthMusicDataset(split, num_clips=20, seconds=0.1):
+            a = item["attributes"]
+            assert (a["instrument"], a["tempo"], a["mode"], a["drums"]) in allowed
+
+
+def render(seed, seconds=2.56, **attributes):
+    defaults = dict(instrument="piano", tempo="moderate", bpm=100.0, mode="major", drums=False, key="C")
+    return music.render_clip({**defaults, **attributes}, seconds, SR, np.random.default_rng(seed))
+
+
+def onsets_per_second(audio):
+    """Spectral flux: the summed rise of the log-mel from one frame to the next; an onset is a
+    local maximum of the flux one standard deviation above its mean."""
+    mel = data.MelSpectrogram()(torch.as_tensor(audio))
+    flux = (mel[1:] - mel[:-1]).clamp(min=0).sum(-1)
+    threshold = flux.mean() + flux.std()
+    peaks = (flux[1:-1] > threshold) & (flux[1:-1] >= flux[:-2]) & (flux[1:-1] > flux[2:])
+    return peaks.sum().item() / (len(audio) / SR)
+
+
+def test_fast_clips_have_more_onsets_than_slow_ones():
+    rates = {}
+    for tempo in ("slow", "fast"):
+        rates[tempo] = np.mean([onsets_per_second(render(seed, instrument=instrument, tempo=tempo,
+                                                         bpm=float(np.mean(music.TEMPOS[tempo]))))
+                                for seed, instrument in enumerate(music.INSTRUMENTS * 2)])
+    assert rates["fast"] > 1.3 * rates["slow"], rates
+
+
+def third_energies(audio, key):
+    """Spectral energy within 30 cents of the minor and of the major third above the tonic,
+    in the three octaves where chords and melody live."""
+    spectrum = np.abs(np.fft.rfft(audio)) ** 2
+    freqs = np.fft.rfftfreq(len(audio), 1 / SR)
+    tonic = music.midi_to_hz(music.tonic_midi(key))
+    def energy(semitones):
+        centres = tonic * 2.0 ** (np.array([-1, 0, 1]) + semitones / 12)
+        near = np.abs(np.log2(np.maximum(freqs[:, None], 1.0) / centres) * 1200) < 30
+        return spectrum[near.any(1)].sum()
+    return energy(3), energy(4)
+
+
+def test_the_tonic_third_reveals_the_mode():
+    correct = []
+    for seed in range(24):
+        mode, key = music.MODES[seed % 2], music.NOTE_NAMES[(5 * seed) % 12]
+        clip = render(seed, instrument=music.INSTRUMENTS[seed % 6], mode=mode, key=key, drums=seed % 3 == 0)
+        minor_third, major_third = third_energies(clip, key)
+        correct.append((minor_third > major_third) == (mode == "minor"))
+    assert np.mean(correct) >= 0.9
+
+
+def test_drums_add_broadband_energy():
+    high = torch.tensor(mel_centres() > 4000.0)
+    mel = data.MelSpectrogram()
+    for seed, instrument in enumerate(music.INSTRUMENTS):
+        fractions = []
+        for drums in (False, True):
+            energy = mel(torch.from_numpy(render(seed, instrument=instrument, drums=drums))).exp().pow(2)
+            fractions.append((energy[:, high].sum() / energy.sum()).item())
+        assert fractions[1] > 3 * fractions[0], (instrument, fractions)
+
+
+@pytest.mark.parametrize("instrument", music.INSTRUMENTS)
+def test_every_instrument_plays_in_tune(instrument):
+    freq = music.midi_to_hz(60)  # middle C, 261.6 Hz
+    note = music.render_note(instrument, freq, 1.0, SR, np.random.default_rng(0))
+    assert peak_frequency(note) == pytest.approx(freq, rel=0.005)
+
+
+def test_drums_are_added_on_top_of_unchanged_music():
+    """Drums get their own random stream: the clip with drums is a mix of exactly the clip
+    without them and the drum track, so switching drums off changes nothing else."""
+    with_drums, without = render(3, drums=True), render(3, drums=False)
+    drum_rng = np.random.default_rng(3).spawn(2)[1]
+    drums = music.drum_track(100.0, len(without), SR, drum_rng)
+    basis = np.stack([without, drums], 1)
+    weights = np.linalg.lstsq(basis, with_drums, rcond=None)[0]
+    assert np.abs(basis @ weights - with_drums).max() < 1e-5 and weights.min() > 0
+
+
+# ----------------------------------------------------------------------------- folder dataset
+
+def write(path, audio, sample_rate=SR):
+    soundfile.write(path, np.asarray(audio), sample_rate)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    ramp = torch.linspace(-0.5, 0.5, 3 * SR)  # its value tells where a crop was taken
+    write(tmp_path / "ramp.wav", ramp)
+    (tmp_path / "ramp.txt").write_text("a rising ramp\n")
+    stereo = torch.stack([tone(440.0, 4.0, 44100), tone(440.0, 4.0, 44100)], 1)
+    (tmp_path / "stereo").mkdir()
+    write(tmp_path / "stereo" / "wide.wav", stereo, 44100)
+    write(tmp_path / "short.ogg", tone(300.0, 0.5))
+    (tmp_path / "short.txt").write_text("a short beep")
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00garbage")
+    (tmp_path / "corrupt.txt").write_text("never heard")
+    write(tmp_path / "silent.flac", torch.zeros(SR))
+    write(tmp_path / "uncaptioned.wav", tone(500.0, 1.0))
+    (tmp_path / "metadata.jsonl").write_text(
+        json.dumps({"file": "stereo/wide.wav", "caption": "a wide A"}) + "\n\n"
+        + json.dumps({"file": "silent.flac", "caption": "nothing"}) + "\n")
+    return tmp_path
+
+
+def test_folder_dataset_skips_bad_files_with_one_counting_warning(folder):
+    expected = r"skipped 3 of 6 .*1 unreadable, 1 silent, 1 without a caption"
+    with pytest.warns(UserWarning, match=expected) as record:
+        ds = data.AudioFolderDataset(folder, seconds=2.56, train=False)
+    assert len(record) == 1
+    assert sorted(item["caption"] for item in ds) == ["a rising ramp", "a short beep", "a wide A"]
+    items = {item["caption"]: item["audio"] for item in ds}
+    assert all(audio.shape == (40960,) and audio.dtype == torch.float32 for audio in items.values())
+    assert peak_frequency(items["a wide A"]) == pytest.approx(440.0, abs=1.0)
+    short = items["a short beep"]
+    assert short[:SR // 2 - 100].abs().max() > 0.3 and short[SR // 2 + 100:].abs().max() == 0  # zero-padded
+    # evaluation takes the centre: a 2.56 s window of a 3 s ramp starts 0.22 s in
+    assert items["a rising ramp"][0].item() == pytest.approx(-0.5 + 0.22 / 3, abs=2e-3)
+    assert "attributes" not in ds[0]
+
+
+def test_folder_dataset_training_crops_are_random_but_seeded(folder):
+    with pytest.warns(UserWarning):
+        a, b = (data.AudioFolderDataset(folder, seconds=1.0, train=True, seed=3) for _ in range(2))
+    ramp = [i for i, (path, _, _) in enumerate(a.items) if path.endswith("ramp.wav")][0]
+    starts = []
+    for epoch in range(4):
+        a.set_epoch(epoch), b.set_epoch(epoch)
+        crop = a[ramp]["audio"]
+        assert torch.equal(crop, b[ramp]["audio"])
+        assert -0.5 - 1e-3 <= crop.min() and crop.max() <= 0.5 + 1e-3 and crop.abs().max() > 0
+        starts.append(round(crop[0].item(), 3))
+    assert len(set(starts)) == 4
+
+
+def test_folder_without_usable_pairs_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no usable audio.*metadata.jsonl"):
+        data.AudioFolderDataset(tmp_path)
+    with pytest.raises(ValueError, match="is not a folder"):
+        data.AudioFolderDataset(tmp_path / "missing")
+    (tmp_path / "bad.wav").write_bytes(b"not audio")
+    (tmp_path / "bad.txt").write_text("caption")
+    with pytest.warns(UserWarning, match="1 unreadable"), pytest.raises(ValueError, match=str(tmp_path)):
+        data.AudioFolderDataset(tmp_path)
+    (tmp_path / "metadata.jsonl").write_text('{"file": "bad.wav"}\n')
+    with pytest.raises(ValueError, match="line 1"):
+        data.AudioFolderDataset(tmp_path)

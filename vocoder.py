@@ -1,0 +1,368 @@
+"""HiFi-GAN: the vocoder that turns a log-mel spectrogram back into a waveform.
+
+A log-mel frame summarises 160 samples (10 ms at 16 kHz) by 64 band energies and throws the
+phase away, so mel -> waveform is not a formula but a learned guess. HiFi-GAN's generator
+makes it with a stack of transposed convolutions that upsample the frame rate by factors
+whose product is the hop, 100 frames/s * 160 = 16000 samples/s:
+
+    mel (B, 64, T) -conv_pre-> (B, C, T) -[up x5, MRF]-> (B, C/2, 5T) -[up x4, MRF]-> ... -> (B, 1, 160 T)
+
+After every upsampling a multi-receptive-field fusion (MRF) block averages three ResBlocks
+whose dilated convolutions (kernels 3, 7, 11; dilations 1, 3, 5) see short and long spans
+of the signal at once: periodic structure (a pitch) needs a wide view, transients a narrow
+one. Leaky ReLUs in between, tanh at the end keeps samples in [-1, 1]. Every conv is
+weight-normalised, w = g v / ||v||, which steadies GAN training; at inference the
+reparametrisation is folded back into plain weights (`remove_weight_norm`).
+
+An L1 loss alone gives muffled, buzzy audio: many waveforms share a mel, and their average
+is none of them. So two families of discriminators judge realism:
+
+  * multi-period (MPD): reshape the waveform (N,) into (N/p, p) for p = 2, 3, 5, 7, 11 and run
+    2-D convs down the columns, each of which sees every p-th sample: periodic patterns;
+  * multi-scale (MSD): 1-D convs on the raw waveform and on 2x and 4x average-pooled copies:
+    structure at several time scales.
+
+Training is a least-squares GAN with the HiFi-GAN weights:
+
+    L_D = sum_k E[(D_k(x) - 1)^2] + E[D_k(G(s))^2]
+    L_G = sum_k E[(D_k(G(s)) - 1)^2] + 2 * sum_k,l |D_k^l(x) - D_k^l(G(s))|_1 + 45 * |mel(x) - mel(G(s))|_1
+
+where D_k^l are the intermediate feature maps of discriminator k (feature matching). GAN
+steps are expensive on a CPU, so we first warm the generator up without discriminators on
+a multi-resolution STFT loss (spectral convergence + log-magnitude L1 at three FFT sizes)
+plus the mel L1, which already gets it close to the real audio; the GAN then sharpens it.
+
+`griffin_lim` is the classic baseline without learning: undo the mel filterbank by least
+squares to get a linear magnitude, then alternate between the time and frequency domains,
+keeping the magnitude and letting the phase settle (Griffin & Lim, 1984; with the "fast"
+momentum of Perraudin et al., 2013).
+"""
+
+import math
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import weight_norm
+
+from data import HOP, N_FFT, N_MELS, SAMPLE_RATE, MelSpectrogram, mel_filterbank
+
+LRELU_SLOPE = 0.1
+PERIODS = (2, 3, 5, 7, 11)
+STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop) of the multi-resolution loss
+
+
+@dataclass
+class HiFiGANConfig:
+    """The default is the tiny CPU vocoder; `HiFiGANConfig.audioldm2()` is the paper-sized one."""
+    initial_channels: int = 64            # width after conv_pre; halves after every upsampling
+    upsample_rates: tuple = (5, 4, 4, 2)  # must multiply to the hop, 160
+    upsample_kernel_sizes: tuple = (10, 8, 8, 4)
+    resblock_kernel_sizes: tuple = (3, 7, 11)
+    resblock_dilations: tuple = (1, 3, 5)
+    disc_channels: tuple = (16, 32, 64, 128)  # discriminator widths (the paper: 32, 128, 512, 1024)
+
+    def __post_init__(self):
+        if math.prod(self.upsample_rates) != HOP:
+            raise ValueError(f"HiFiGANConfig: upsample_rates {tuple(self.upsample_rates)} multiply to "
+                             f"{math.prod(self.upsample_rates)}, but one mel frame is {HOP} samples")
+        if len(self.upsample_kernel_sizes) != len(self.upsample_rates):
+            raise ValueError("HiFiGANConfig: give one upsample kernel size per upsample rate")
+        if any(k < r for k, r in zip(self.upsample_kernel_sizes, self.upsample_rates)):
+            raise ValueError("HiFiGANConfig: each upsample kernel must be at least as long as its rate")
+        if self.initial_channels % 2 ** len(self.upsample_rates):
+            raise ValueError(f"HiFiGANConfig: initial_channels {self.initial_channels} must halve "
+                             f"{len(self.upsample_rates)} times")
+
+    @classmethod
+    def audioldm2(cls):
+        """The 16 kHz HiFi-GAN of AudioLDM / AudioLDM2 (about 55 M generator parameters)."""
+        return cls(initial_channels=1024, upsample_rates=(5, 4, 2, 2, 2), upsample_kernel_sizes=(16, 16, 8, 4, 4),
+                   disc_channels=(32, 128, 512, 1024))
+
+
+def generator_conv(conv):
+    """Small initial weights (the HiFi-GAN recipe), then weight norm (whose g starts at ||v||)."""
+    nn.init.normal_(conv.weight, 0.0, 0.01)
+    return weight_norm(conv)
+
+
+def same_conv1d(c_in, c_out, kernel, dilation=1):
+    return generator_conv(nn.Conv1d(c_in, c_out, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation))
+
+
+# ----------------------------------------------------------------------------- generator
+
+class ResBlock(nn.Module):
+    """For each dilation d: x += conv_1(lrelu(conv_d(lrelu(x)))), with one kernel size throughout."""
+
+    def __init__(self, channels, kernel, dilations):
+        super().__init__()
+        self.dilated = nn.ModuleList([same_conv1d(channels, channels, kernel, dilation=d) for d in dilations])
+        self.plain = nn.ModuleList([same_conv1d(channels, channels, kernel) for _ in dilations])
+
+    def forward(self, x):
+        for dilated, plain in zip(self.dilated, self.plain):
+            x = x + plain(F.leaky_relu(dilated(F.leaky_relu(x, LRELU_SLOPE)), LRELU_SLOPE))
+        return x
+
+
+class HiFiGAN(nn.Module):
+    """The generator: (B, T, 64) log-mel -> (B, 160 T) waveform in [-1, 1]."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        c = config.initial_channels
+        self.conv_pre = same_conv1d(N_MELS, c, 7)
+        self.ups, self.mrfs = nn.ModuleList(), nn.ModuleList()
+        for i, (rate, kernel) in enumerate(zip(config.upsample_rates, config.upsample_kernel_sizes)):
+            # padding ceil((k - r) / 2) trims the overhang and output_padding puts back the odd sample,
+            # so every stage multiplies the length by exactly `rate`
+            pad = (kernel - rate + 1) // 2
+            up = nn.ConvTranspose1d(c >> i, c >> (i + 1), kernel, rate, pad, output_padding=2 * pad - (kernel - rate))
+            self.ups.append(generator_conv(up))
+            self.mrfs.append(nn.ModuleList([ResBlock(c >> (i + 1), k, config.resblock_dilations)
+                                            for k in config.resblock_kernel_sizes]))
+        self.conv_post = same_conv1d(c >> len(config.upsample_rates), 1, 7)
+
+    def forward(self, mel):
+        if mel.dim() != 3 or mel.shape[-1] != N_MELS:
+            raise ValueError(f"HiFiGAN expects log-mel of shape (batch, frames, {N_MELS}), got {tuple(mel.shape)}")
+        x = self.conv_pre(mel.transpose(1, 2))
+        for up, mrf in zip(self.ups, self.mrfs):
+            x = up(F.leaky_relu(x, LRELU_SLOPE))
+            x = sum(block(x) for block in mrf) / len(mrf)
+        # the final leaky ReLU keeps PyTorch's default slope, as in the original HiFi-GAN
+        return torch.tanh(self.conv_post(F.leaky_relu(x))).squeeze(1)
+
+    def remove_weight_norm(self):
+        """Fold g v / ||v|| into a plain weight (same outputs, faster inference); returns self."""
+        for module in self.modules():
+            if parametrize.is_parametrized(module, "weight"):
+                parametrize.remove_parametrizations(module, "weight")
+        return self
+
+
+# ----------------------------------------------------------------------------- discriminators
+
+class PeriodDiscriminator(nn.Module):
+    """Folds (B, N) into (B, 1, N/p, p) and convolves along the first axis only, so each of the
+    p columns is the sub-sequence x[j], x[j+p], x[j+2p], ...: it judges period-p structure."""
+
+    def __init__(self, period, channels):
+        super().__init__()
+        self.period = period
+        widths = (1, *channels)
+        self.convs = nn.ModuleList(
+            [weight_norm(nn.Conv2d(a, b, (5, 1), (3, 1), padding=(2, 0))) for a, b in zip(widths, widths[1:])]
+            + [weight_norm(nn.Conv2d(channels[-1], channels[-1], (5, 1), padding=(2, 0)))])
+        self.conv_post = weight_norm(nn.Conv2d(channels[-1], 1, (3, 1), padding=(1, 0)))
+
+    def forward(self, audio):
+        extra = -audio.shape[-1] % self.period
+        x = F.pad(audio.unsqueeze(1), (0, extra), mode="reflect")
+        x = x.view(x.shape[0], 1, -1, self.period)
+        features = []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), LRELU_SLOPE)
+            features.append(x)
+        return self.conv_post(x).flatten(1), features
+
+
+class ScaleDiscriminator(nn.Module):
+    """Strided, grouped 1-D convs with wide kernels on the waveform (or a pooled copy of it)."""
+
+    def __init__(self, channels):
+        super().__init__()
+        c = channels
+        # (in, out, kernel, stride, groups): the HiFi-GAN layout with our widths
+        layout = [(1, c[0], 15, 1, 1), (c[0], c[0], 41, 2, 4), (c[0], c[1], 41, 2, 4), (c[1], c[2], 41, 4, 4),
+                  (c[2], c[3], 41, 4, 4), (c[3], c[3], 41, 1, 4), (c[3], c[3], 5, 1, 1)]
+        self.convs = nn.ModuleList([weight_norm(nn.Conv1d(a, b, k, s, padding=k // 2, groups=g))
+                                    for a, b, k, s, g in layout])
+        self.conv_post = weight_norm(nn.Conv1d(c[3], 1, 3, padding=1))
+
+    def forward(self, audio):
+        x, features = audio.unsqueeze(1), []
+        for conv in self.convs:
+            x = F.leaky_relu(conv(x), LRELU_SLOPE)
+            features.append(x)
+        return self.conv_post(x).flatten(1), features
+
+
+class Discriminators(nn.Module):
+    """All eight critics: five period discriminators and three scale discriminators (1x, 2x, 4x
+    average-pooled). forward(audio (B, N)) -> list of (scores (B, ...), [feature maps])."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.periods = nn.ModuleList([PeriodDiscriminator(p, config.disc_channels) for p in PERIODS])
+        self.scales = nn.ModuleList([ScaleDiscriminator(config.disc_channels) for _ in range(3)])
+        self.pool = nn.AvgPool1d(4, 2, padding=2)
+
+    def forward(self, audio):
+        outputs = [d(audio) for d in self.periods]
+        for i, d in enumerate(self.scales):
+            if i > 0:
+                audio = self.pool(audio.unsqueeze(1)).squeeze(1)
+            outputs.append(d(audio))
+        return outputs
+
+
+# ----------------------------------------------------------------------------- losses
+
+def discriminator_loss(disc, real, fake):
+    """Least squares: push D(real) to 1 and D(fake) to 0. `fake` is detached: only D learns here."""
+    real_scores = [score for score, _ in disc(real)]
+    fake_scores = [score for score, _ in disc(fake.detach())]
+    on_real = sum(((1 - s) ** 2).mean() for s in real_scores)
+    on_fake = sum((s ** 2).mean() for s in fake_scores)
+    return on_real + on_fake, {"d_real": on_real.item(), "d_fake": on_fake.item()}
+
+
+def generator_loss(disc, real, fake, mel_fn):
+    """HiFi-GAN's generator objective: LSGAN (D(fake) -> 1) + 2 * feature matching + 45 * mel L1."""
+    with torch.no_grad():
+        real_features = [features for _, features in disc(real)]
+    fake_outputs = disc(fake)
+    adversarial = sum(((1 - score) ** 2).mean() for score, _ in fake_outputs)
+    matching = sum((r - f).abs().mean() for reals, (_, fakes) in zip(real_features, fake_outputs)
+                   for r, f in zip(reals, fakes))
+    mel = (mel_fn(fake) - mel_fn(real)).abs().mean()
+    loss = adversarial + 2 * matching + 45 * mel
+    return loss, {"g_adv": adversarial.item(), "g_fm": matching.item(), "g_mel": mel.item()}
+
+
+def stft_magnitude(audio, n_fft, hop):
+    spec = torch.stft(audio, n_fft, hop, window=torch.hann_window(n_fft, device=audio.device), return_complex=True)
+    # clamp before the square root: the gradient of sqrt at 0 is infinite
+    return (spec.real ** 2 + spec.imag ** 2).clamp(min=1e-10).sqrt()
+
+
+def multi_resolution_stft_distance(real, fake):
+    """Mean over three FFT sizes of spectral convergence ||S - S^||_F / ||S||_F plus the mean
+    |log S - log S^|: the first weighs loud partials, the second quiet detail."""
+    total = 0.0
+    for n_fft, hop in STFT_RESOLUTIONS:
+        s_real, s_fake = stft_magnitude(real, n_fft, hop), stft_magnitude(fake, n_fft, hop)
+        convergence = torch.linalg.vector_norm(s_real - s_fake) / torch.linalg.vector_norm(s_real)
+        total = total + convergence + (s_real.log() - s_fake.log()).abs().mean()
+    return total / len(STFT_RESOLUTIONS)
+
+
+@lru_cache(maxsize=None)
+def mel_analyser(device):
+    """One MelSpectrogram per device, built once (the filterbank is not free to make)."""
+    return MelSpectrogram().to(device)
+
+
+def reconstruction_loss(real, fake):
+    """The GAN-free warm-up objective: multi-resolution STFT distance + log-mel L1."""
+    mel_fn = mel_analyser(real.device)
+    return multi_resolution_stft_distance(real, fake) + (mel_fn(fake) - mel_fn(real)).abs().mean()
+
+
+# ----------------------------------------------------------------------------- Griffin-Lim baseline
+
+def mel_to_linear(mel):
+    """(B, T, 64) log-mel -> (B, T, 513) linear magnitude: the least-squares (pseudo-inverse)
+    solution of melW S = exp(mel), clipped at 0 because a magnitude cannot be negative."""
+    inverse = torch.linalg.pinv(mel_filterbank().to(mel.device))  # (513, 64)
+    return (mel.exp() @ inverse.T).clamp(min=0.0)
+
+
+def griffin_lim(mel, n_iter=32, momentum=0.99, seed=0):
+    """(B, T, 64) log-mel -> (B, 160 T) waveform, no learning involved.
+
+    Repeat: waveform = iSTFT(|S| e^{i phase}); phase = angle(STFT(waveform)). Each round keeps
+    the known magnitude and makes the phase more consistent across overlapping frames. The
+    "fast" variant extrapolates the phase update with `momentum`, converging in far fewer rounds.
+    """
+    batch, frames, _ = mel.shape
+    magnitude = mel_to_linear(mel.float()).transpose(1, 2)  # (B, 513, T)
+    window = torch.hann_window(N_FFT, device=mel.device)
+    # MelSpectrogram's frame t is centred on sample 160 t + 80, torch.stft's (centre=True) on
+    # 160 t: so run Griffin-Lim on the signal without its first 80 samples, which has exactly T frames
+    length = frames * HOP - HOP // 2
+    stft = lambda x: torch.stft(x, N_FFT, HOP, window=window, return_complex=True)
+    istft = lambda s: torch.istft(s, N_FFT, HOP, window=window, length=length)
+    generator = torch.Generator(device=mel.device).manual_seed(seed)
+    phase = torch.rand(magnitude.shape, generator=generator, device=mel.device) * 2 * math.pi
+    angles, previous = torch.polar(torch.ones_like(magnitude), phase), 0.0
+    for _ in range(n_iter):
+        rebuilt = stft(istft(magnitude * angles))
+        angles = rebuilt - previous * (momentum / (1 + momentum))
+        angles = angles / angles.abs().clamp(min=1e-8)
+        previous = rebuilt
+    audio = F.pad(istft(magnitude * angles), (HOP // 2, 0))
+    return audio.clamp(-1.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- evaluation and training
+
+@torch.no_grad()
+def waveform_distances(real, fake, mel_fn):
+    """How far a vocoded waveform is from the real one: log-mel L1 of its re-analysis against
+    the input mel, and the multi-resolution STFT distance to the real audio."""
+    return {"mel_l1": (mel_fn(fake) - mel_fn(real)).abs().mean().item(),
+            "stft": multi_resolution_stft_distance(real, fake).item()}
+
+
+@torch.no_grad()
+def compare_with_griffin_lim(vocoder, audio, mel_fn, batch_size=16):
+    """Vocoder vs Griffin-Lim on held-out clips (N, samples), plus the vocoder's speed as a
+    multiple of real time. Returns a flat dict of floats."""
+    mels = [mel_fn(a) for a in audio.split(batch_size)]
+    start = time.perf_counter()
+    vocoded = torch.cat([vocoder(m) for m in mels])
+    x_real_time = audio.numel() / SAMPLE_RATE / (time.perf_counter() - start)
+    baseline = torch.cat([griffin_lim(m) for m in mels])
+    clips = audio[:, :vocoded.shape[1]]
+    ours, theirs = waveform_distances(clips, vocoded, mel_fn), waveform_distances(clips, baseline, mel_fn)
+    return {**{f"vocoder_{k}": v for k, v in ours.items()}, **{f"griffin_lim_{k}": v for k, v in theirs.items()},
+            "vocoder_x_real_time": x_real_time}
+
+
+def random_segments(audio, batch_size, segment, generator=None):
+    """batch_size windows of `segment` samples from random clips of audio (N, samples), each
+    starting on a hop boundary so its mel frames line up with the clip's."""
+    clip = torch.randint(len(audio), (batch_size,), generator=generator)
+    hops = (audio.shape[1] - segment) // HOP
+    start = torch.randint(hops + 1, (batch_size,), generator=generator) * HOP
+    return audio[clip[:, None], start[:, None] + torch.arange(segment)]
+
+
+def train_vocoder(generator, discriminators, audio, steps, warmup_steps, batch_size=8, segment=8000,
+                  lr=2e-4, seed=0):
+    """The warm-up (reconstruction loss only) for `warmup_steps`, then HiFi-GAN's alternating
+    updates: one discriminator step, one generator step. Returns the per-step logs."""
+    gen = torch.Generator().manual_seed(seed)
+    mel_fn = mel_analyser(audio.device)
+    opt_g = torch.optim.AdamW(generator.parameters(), lr, betas=(0.8, 0.99))
+    opt_d = torch.optim.AdamW(discriminators.parameters(), lr, betas=(0.8, 0.99))
+    history = []
+    for step in range(steps):
+        real = random_segments(audio, batch_size, segment, gen)
+        fake = generator(mel_fn(real))
+        if step < warmup_steps:
+            loss = reconstruction_loss(real, fake)
+            logs = {"recon": loss.item()}
+        else:
+            d_loss, logs = discriminator_loss(discriminators, real, fake)
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+            discriminators.requires_grad_(False)  # the generator's gradient need not reach them
+            loss, g_logs = generator_loss(discriminators, real, fake, mel_fn)
+            discriminators.requires_grad_(True)
+            logs.update(g_logs)
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+        history.append(logs)
+    return history
