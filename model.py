@@ -127,7 +127,7 @@ class FluxMusic(nn.Module):
             DoubleStreamBlock(h, config.num_heads, config.mlp_ratio, config.qkv_bias) for _ in range(config.depth))
         self.single_blocks = nn.ModuleList(
             SingleStreamBlock(h, config.num_heads, config.mlp_ratio) for _ in range(config.depth_single_blocks))
-        self.final_layer = LastLayer(h, 1, config.in_channels)
+        self.final_layer = LastLayer(h, 1, config.in_channels)  # patch 1: a token already holds a 2x2 patch
         self.reset_parameters()
 
     def reset_parameters(self):

@@ -131,7 +131,7 @@ class T5Config:
     num_buckets: int = 32
     max_distance: int = 128
     max_length: int = 128
-    decoder_layers: int = 1   # the pretraining decoder only; shallow so the encoder does the work
+    decoder_layers: int = 2   # the pretraining decoder only; shallower than the encoder, which does the work
 
 
 def relative_position_bucket(relative_position, num_buckets=32, max_distance=128, bidirectional=True):
@@ -331,7 +331,7 @@ class CLAPConfig:
     text_layers: int = 2
     text_heads: int = 4
     max_length: int = 128
-    audio_width: int = 32     # channels of the first conv; doubled each block up to 4x
+    audio_width: int = 16     # channels of the first conv; doubled each block up to 4x
     audio_blocks: int = 4     # each halves time and frequency
     init_temperature: float = 0.07
     max_logit_scale: float = 100.0
