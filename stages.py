@@ -139,6 +139,7 @@ class Stage:
         self.context, self.run_config, self.device = context, context.config, context.device
         self.schedule = getattr(self.run_config, self.name)
         self.extra_modules, self.optimizers = {}, {}
+        context.train  # render (or read) the clips now, before the progress bar starts
 
     def describe(self):
         params = sum(p.numel() for p in self.model.parameters())
@@ -262,11 +263,11 @@ class T5Stage(Stage):
     def __init__(self, context):
         super().__init__(context)
         self.model = text.T5Encoder(text.T5Config()).to(self.device)
-        self.head = text.T5PretrainHead(self.model.config).to(self.device)
-        self.extra_modules["head"] = self.head
-        self.pair = nn.ModuleDict({"encoder": self.model, "head": self.head})
+        self.decoder = text.T5Decoder(self.model.config).to(self.device)  # only for pretraining; dropped after
+        self.extra_modules["decoder"] = self.decoder
+        self.pair = nn.ModuleDict({"encoder": self.model, "decoder": self.decoder})
         self.objective = distributed(Objective(self.pair, lambda m, captions, generator: text.t5_pretrain_loss(
-            m["encoder"], m["head"], captions, generator)), context.world)
+            m["encoder"], m["decoder"], captions, generator)), context.world)
         self.optimizers["main"] = self.adamw(self.pair, weight_decay=0.01)
 
     def train_step(self, step):
@@ -279,7 +280,7 @@ class T5Stage(Stage):
     def finish(self):
         self.pair.eval()
         generator = torch.Generator().manual_seed(0)
-        loss = text.t5_pretrain_loss(self.model, self.head, self.context.val.captions, generator)
+        loss = text.t5_pretrain_loss(self.model, self.decoder, self.context.val.captions, generator)
         return {"val_denoising_loss": loss.item()}
 
 

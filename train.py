@@ -165,6 +165,9 @@ def run_stage(name, context, world, stop_state):
     bar = tqdm(range(step, job.schedule.steps), initial=step, total=job.schedule.steps,
                desc=name, disable=not world.main, dynamic_ncols=True)
     for step in bar:
+        for optimizer in job.optimizers.values():
+            for group in optimizer.param_groups:
+                group["lr"] = job.schedule.lr * learning_rate_factor(step, job.schedule.steps)
         logs = job.train_step(step)
         if not all(math.isfinite(v) for v in logs.values()):
             raise Diverged(f"[{name}] loss became {logs} at step {step}; kept the last good checkpoint "
@@ -192,6 +195,16 @@ def run_stage(name, context, world, stop_state):
         print(f"[{name}] done in {metrics['train_seconds']:.0f} s: "
               + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
     return metrics
+
+
+def learning_rate_factor(step, steps, warmup_fraction=0.05, floor=0.1):
+    """Linear warm-up (Adam's early moment estimates are noisy), then cosine decay to 10%.
+    A pure function of the step, so a resumed run follows the same schedule."""
+    warmup = max(1, int(steps * warmup_fraction))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def write_loss_curve(run_dir, name, history):
