@@ -231,3 +231,81 @@ def guided_velocity_fn(model_fn, cond, uncond, scale):
         return cfg_velocity(v_cond, v_uncond, scale)
 
     return velocity_fn
+
+
+# ----------------------------------------------------------------------------- a DDPM baseline
+#
+# The classic diffusion recipe (Ho et al. 2020; DDIM sampling, Song et al. 2021), kept beside
+# rectified flow so the two can be trained on the same transformer and compared. Time is an
+# integer k = 0 .. K-1 (K = 1000) and the path is curved, with a variance-preserving mix:
+#
+#     x_k = sqrt(abar_k) x0 + sqrt(1 - abar_k) eps,     abar_k = prod_{i<=k} (1 - beta_i),
+#
+# with betas rising linearly from 1e-4 to 0.02 (the original DDPM schedule: abar_0 = 0.9999,
+# abar_999 = 4e-5, so x_999 keeps only 0.64% of the data's amplitude). The network predicts
+# the noise, L = E || eps_theta(x_k, k) - eps ||^2 with k uniform. To share FluxMusic's
+# transformer, it is called with t = k / K: its time embedding multiplies t by 1000, so it
+# sees exactly the integer k the DDPM papers feed their networks.
+#
+# DDIM sampling is deterministic: from x_k, estimate the clean sample with the predicted
+# noise, then put the *same* noise back at the lower noise level abar_j (j < k):
+#
+#     x0_hat = (x_k - sqrt(1 - abar_k) eps_hat) / sqrt(abar_k)
+#     x_j    = sqrt(abar_j) x0_hat + sqrt(1 - abar_j) eps_hat
+#
+# With the exact eps of a single data point this lands on x0 in one step. For real data
+# eps_hat changes along the way; in the variables x / sqrt(abar) and sqrt((1 - abar) / abar)
+# the update is an Euler step of the probability-flow ODE, which is why DDIM, like the flow
+# samplers above, needs tens of steps. The last step goes to abar = 1, the clean sample.
+
+DDPM_STEPS = 1000
+
+
+def ddpm_schedule(num_steps=DDPM_STEPS, beta_start=1e-4, beta_end=0.02):
+    """abar_k = prod_{i<=k} (1 - beta_i) for linearly spaced betas: a (num_steps,) float64 tensor."""
+    if not 0 < beta_start <= beta_end < 1:
+        raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {beta_start}, {beta_end}")
+    betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
+    return torch.cumprod(1 - betas, dim=0)
+
+
+def ddpm_noising(x0, noise, k, alphas_cumprod):
+    """x_k = sqrt(abar_k) x0 + sqrt(1 - abar_k) noise, with k a (B,) tensor of integer steps."""
+    a = _per_sample(alphas_cumprod.to(x0.device)[k], x0)
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def ddpm_loss(eps_pred, noise):
+    """The DDPM ("simple") loss: mean squared error between predicted and true noise."""
+    return ((eps_pred - noise) ** 2).mean()
+
+
+def sample_ddpm_timesteps(n, num_steps=DDPM_STEPS, generator=None, device=None):
+    """n integer training steps, uniform on 0 .. num_steps - 1: a (n,) long tensor."""
+    return torch.randint(num_steps, (n,), generator=generator, device=device)
+
+
+def ddim_step(eps, x, a, a_next):
+    """Move x from noise level abar = a to a_next, keeping the predicted noise eps."""
+    x0_hat = (x - (1 - a) ** 0.5 * eps) / a**0.5
+    return a_next**0.5 * x0_hat + (1 - a_next) ** 0.5 * eps
+
+
+@torch.no_grad()
+def ddim_sample(eps_fn, noise, steps=50, alphas_cumprod=None):
+    """Deterministic DDIM (eta = 0) from x = noise at k = K - 1 down to the clean sample.
+
+    eps_fn(x, t) gets t = k / K as a (B,) float tensor; the `steps` values of k are evenly
+    spaced from K - 1 down to 0, and each costs one call.
+    """
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    alphas_cumprod = ddpm_schedule() if alphas_cumprod is None else alphas_cumprod
+    num_steps = len(alphas_cumprod)
+    ks = torch.linspace(num_steps - 1, 0, steps, dtype=torch.float64).round().long().tolist()
+    levels = alphas_cumprod.tolist() + [1.0]  # index -1 after the last k: abar = 1, no noise left
+    x = noise
+    for k, k_next in zip(ks, ks[1:] + [-1]):
+        eps = eps_fn(x, _time_batch(k / num_steps, x))
+        x = ddim_step(eps, x, levels[k], levels[k_next])
+    return x

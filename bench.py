@@ -1,0 +1,340 @@
+"""How fast is it, and how close to the hardware's limit? Speed and memory benchmarks.
+
+    python bench.py                   # CPU column, plus a CUDA column if there is a GPU
+    python bench.py --quick           # small sizes, a few seconds (tests)
+    python bench.py --run runs/tiny   # the trained run to time text -> WAV with (default)
+
+Results go to a markdown table and to bench.json. Timings are medians over repeats (other
+processes on the machine add noise, and the median ignores the odd slow repeat); on CUDA
+each timing waits for the GPU with torch.cuda.synchronize(), since kernels run asynchronously.
+
+Counting FLOPs. A matrix product (m x k) @ (k x n) costs 2 m k n floating-point operations
+(one multiply and one add per term). Nearly all of FluxMusic's work is such products. With
+hidden size H, MLP ratio r, N = N_img + N_txt tokens in the joint sequence, every double-
+and every single-stream block costs, per sample,
+
+    2 N H^2 (4 + 2 r)   linear layers: q, k, v and the output projection (4 H^2 per token)
+                        and the MLP's two layers (2 r H^2); the single block fuses the same
+                        Linears into linear1 and linear2, so it costs the same
+  + 4 N^2 H             attention: Q K^T and the weighted sum of V, each 2 N^2 H
+
+plus the input and output projections 2 N_img (2 * 32 H) + 2 N_txt d_text H and the
+per-sample embedders and modulations (tiny). Norms, RoPE, softmax and GELU are elementwise
+and left out. A training step costs about 3x the forward pass (the backward pass computes
+two products for every one of the forward pass: gradients for the inputs and the weights).
+Achieved FLOP/s is that count divided by the measured time; its fraction of a plain matmul's
+speed, measured here in the same run, says how much of the machine the model uses.
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+
+import torch
+import torch.nn.functional as F
+
+import flow
+from blocks import TIME_EMBED_DIM
+from common import CheckpointError, pick_device, save_checkpoint
+from data import save_wav
+from model import PRESETS, FluxMusic
+from pipeline import MODEL_CLASSES, STAGES, Pipeline, frames_for
+
+# (music seconds, text tokens) of a training sample: 2.56 s is 256 music tokens; a caption is ~64 bytes
+TRAIN_SECONDS, TEXT_TOKENS = 2.56, 64
+
+
+# ----------------------------------------------------------------------------- timing and memory
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def seconds_per_call(fn, device, repeats=5, warmup=1, best=False):
+    """Median (or best) wall time of fn() over `repeats` calls, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return min(times) if best else statistics.median(times)
+
+
+def reset_peak_memory(device):
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory_mb(device):
+    """CUDA: the most memory tensors held since the last reset. CPU: the process's peak resident
+    memory so far (it cannot be reset, so benchmarks run from small to large)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
+
+
+# ----------------------------------------------------------------------------- FLOPs
+
+def matmul_flops_per_second(device, dtype=torch.float32, n=2048, repeats=5):
+    """The machine's practical peak: 2 n^3 / time of an n x n matmul, best of `repeats`."""
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    return 2 * n**3 / seconds_per_call(lambda: a @ b, device, repeats, warmup=2, best=True)
+
+
+def model_flops(config, n_img, n_txt):
+    """Forward-pass FLOPs of FluxMusic for one sample (see the module docstring)."""
+    h, r, n = config.hidden_size, config.mlp_ratio, n_img + n_txt
+    blocks = config.depth + config.depth_single_blocks
+    per_block = 2 * n * h * h * (4 + 2 * r) + 4 * n * n * h
+    projections = 2 * n_img * 2 * config.in_channels * h + 2 * n_txt * config.context_in_dim * h
+    # time_in and vector_in MLPs; 6 (double, per stream) or 3 (single) modulation vectors; final adaLN
+    vectors = 2 * (TIME_EMBED_DIM * h + h * h) + 2 * (config.vec_in_dim * h + h * h) + \
+        2 * h * h * (12 * config.depth + 3 * config.depth_single_blocks + 2)
+    return blocks * per_block + projections + vectors
+
+
+def tokens_for(seconds):
+    """Music tokens of a clip: (frames / 4 / 2) time patches x (16 / 2) frequency patches."""
+    return frames_for(seconds) // 8 * 8
+
+
+# ----------------------------------------------------------------------------- the benchmarks
+
+def flow_batch(config, batch, seconds, device):
+    """A random training batch of the right shapes: latents, noise, times and text."""
+    frames = frames_for(seconds)
+    x0 = torch.randn(batch, config.in_channels // 4, frames // 4, 16, device=device)
+    txt = torch.randn(batch, TEXT_TOKENS, config.context_in_dim, device=device)
+    mask = torch.ones(batch, TEXT_TOKENS, dtype=torch.bool, device=device)
+    y = torch.randn(batch, config.vec_in_dim, device=device)
+    return x0, torch.randn_like(x0), torch.rand(batch, device=device), txt, mask, y
+
+
+def train_step_bench(preset, device, batch, repeats=3, autocast=False, compile=False):
+    """One AdamW step of the flow model on a random batch: time, throughput, FLOP/s, memory."""
+    torch.manual_seed(0)
+    config = PRESETS[preset]
+    model = FluxMusic(config).to(device)
+    forward = torch.compile(model.velocity) if compile else model.velocity
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x0, noise, t, txt, mask, y = flow_batch(config, batch, TRAIN_SECONDS, device)
+
+    def step():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = flow.flow_loss(forward(flow.interpolate(x0, noise, t), t, txt, mask, y), x0, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    reset_peak_memory(device)
+    start = time.perf_counter()
+    step()  # the first step allocates the optimizer state (and compiles)
+    sync(device)
+    first = time.perf_counter() - start
+    seconds = seconds_per_call(step, device, repeats, warmup=1)
+    n_img = tokens_for(TRAIN_SECONDS)
+    flops = 3 * model_flops(config, n_img, TEXT_TOKENS) * batch
+    result = {"batch": batch, "step_ms": 1000 * seconds, "samples_per_s": batch / seconds,
+              "tokens_per_s": batch * (n_img + TEXT_TOKENS) / seconds, "gflops": flops / seconds / 1e9,
+              "peak_memory_mb": peak_memory_mb(device)}
+    if compile:
+        result["compile_s"] = first
+    return result
+
+
+def explicit_attention(q, k, v, attn_mask=None):
+    """softmax(Q K^T / sqrt(d) + mask) V written out: what scaled_dot_product_attention fuses."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if attn_mask is not None:
+        scores = scores.masked_fill(~attn_mask, float("-inf"))
+    return scores.softmax(dim=-1) @ v
+
+
+def attention_bench(preset, device, batch, seconds, repeats=5):
+    """Forward + backward of one attention call at a preset's head shape: fused vs explicit."""
+    config = PRESETS[preset]
+    heads, head_dim = config.num_heads, config.hidden_size // config.num_heads
+    n = tokens_for(seconds) + TEXT_TOKENS
+    q, k, v = (torch.randn(batch, heads, n, head_dim, device=device, requires_grad=True) for _ in range(3))
+    mask = torch.ones(batch, 1, 1, n, dtype=torch.bool, device=device)
+
+    def run(attention):
+        attention(q, k, v, attn_mask=mask).square().sum().backward()
+
+    gap = (F.scaled_dot_product_attention(q, k, v, attn_mask=mask) - explicit_attention(q, k, v, mask)).abs().max()
+    return {"sdpa_ms": 1000 * seconds_per_call(lambda: run(F.scaled_dot_product_attention), device, repeats),
+            "explicit_ms": 1000 * seconds_per_call(lambda: run(explicit_attention), device, repeats),
+            "max_difference": gap.item(), "shape": [batch, heads, n, head_dim]}
+
+
+def untrained_run(folder):
+    """Every stage's checkpoint with random weights, in the layout train.py writes: a stand-in
+    for timing when no trained run exists (the speed is the same, the music is noise)."""
+    torch.manual_seed(0)
+    configs = {stage: config_class() for stage, (_, config_class) in MODEL_CLASSES.items() if stage != "flow"}
+    configs["flow"] = replace(PRESETS["tiny"], context_in_dim=configs["t5"].d_model,
+                              vec_in_dim=configs["clap"].embed_dim)
+    for stage in STAGES:
+        model = MODEL_CLASSES[stage][0](configs[stage])
+        save_checkpoint({"done": True, "config": asdict(configs[stage]), "model": model.state_dict(),
+                         "run_config": {"seconds": TRAIN_SECONDS}}, os.path.join(folder, f"{stage}.pt"))
+    return folder
+
+
+def sampling_bench(run_dir, device, seconds, steps, cfg=4.0):
+    """Caption -> WAV file, the whole pipeline: the real-time factor is wall time / audio length."""
+    pipe = Pipeline(run_dir, device)
+    caption = ["A fast, cheerful guitar tune in a major key, with drums."]
+    pipe.generate(caption, seconds=2.56, steps=2, cfg=cfg)  # warm-up: first-call allocations
+
+    with tempfile.TemporaryDirectory() as folder:
+        sync(device)
+        start = time.perf_counter()
+        latents = pipe.generate_latents(caption, seconds=seconds, steps=steps, cfg=cfg)
+        sync(device)
+        sampled = time.perf_counter()
+        _, audio = pipe.latents_to_audio(latents)
+        save_wav(os.path.join(folder, "bench.wav"), audio[0])
+        done = time.perf_counter()
+    total = done - start
+    return {"audio_seconds": seconds, "steps": steps, "cfg": cfg, "total_s": total,
+            "transformer_s": sampled - start, "decode_s": done - sampled, "real_time_factor": total / seconds}
+
+
+# ----------------------------------------------------------------------------- the suite
+
+def sizes(device, quick):
+    """Benchmark sizes: quick ones for tests, otherwise CPU-sized or GPU-sized."""
+    if quick:
+        return dict(matmul=256, repeats=2, train={"tiny": 2}, attention=("tiny", 2, 2.56),
+                    sample=(2.56, 4), bf16=False, compile=False)
+    cuda = device.type == "cuda"
+    # bf16 only on CUDA: CPUs without bf16 instructions (no AVX512-BF16/AMX) emulate it, very slowly
+    return dict(matmul=8192 if cuda else 2048, repeats=10 if cuda else 3,
+                train={"tiny": 64, "small": 16} if cuda else {"tiny": 16, "small": 2},
+                attention=("small", 2, 10.24), sample=(10.24, 50), bf16=cuda, compile=True)
+
+
+def bench_device(device, run_dir, quick=False, log=lambda message: print(message, flush=True)):
+    """Every benchmark on one device: {name: number, or a string saying why there is none}."""
+    s, results = sizes(device, quick), {}
+    results["matmul fp32 GFLOP/s"] = peak32 = matmul_flops_per_second(device, torch.float32, s["matmul"]) / 1e9
+    if s["bf16"]:
+        results["matmul bf16 GFLOP/s"] = matmul_flops_per_second(device, torch.bfloat16, s["matmul"]) / 1e9
+    log(f"[{device}] matmul peak {peak32:.0f} GFLOP/s")
+    for preset, batch in s["train"].items():
+        r = train_step_bench(preset, device, batch, s["repeats"])
+        add_train_results(results, f"train {preset}", r, peak32)
+        log(f"[{device}] train {preset}: {r['step_ms']:.0f} ms a step at batch {batch}")
+        if s["bf16"]:
+            r = train_step_bench(preset, device, batch, s["repeats"], autocast=True)
+            add_train_results(results, f"train {preset} bf16 autocast", r, results["matmul bf16 GFLOP/s"])
+    if s["compile"]:
+        try:
+            r = train_step_bench("tiny", device, s["train"]["tiny"], s["repeats"], compile=True)
+            results["train tiny compiled: step ms"] = r["step_ms"]
+            results["train tiny compiled: compile s"] = r["compile_s"]
+        except Exception as error:  # no compiler toolchain, an unsupported platform, ...
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:80]
+            results["train tiny compiled: step ms"] = f"unavailable ({reason})"
+    else:
+        results["train tiny compiled: step ms"] = "skipped (--quick)"
+    preset, batch, seconds = s["attention"]
+    r = attention_bench(preset, device, batch, seconds, s["repeats"])
+    label = f"attention {'x'.join(map(str, r['shape']))} fwd+bwd"
+    results[f"{label}: SDPA ms"], results[f"{label}: explicit ms"] = r["sdpa_ms"], r["explicit_ms"]
+    results[f"{label}: max difference"] = r["max_difference"]
+    seconds, steps = s["sample"]
+    r = sampling_bench(run_dir, device, seconds, steps)
+    label = f"text -> WAV, {seconds} s, {steps} steps, cfg {r['cfg']:g}"
+    results[f"{label}: total s"] = r["total_s"]
+    results[f"{label}: real-time factor"] = r["real_time_factor"]
+    results[f"{label}: transformer share"] = r["transformer_s"] / r["total_s"]
+    log(f"[{device}] text -> WAV: {r['total_s']:.2f} s for {seconds} s of audio")
+    return results
+
+
+def add_train_results(results, label, r, peak):
+    results[f"{label}: batch"] = r["batch"]
+    results[f"{label}: step ms"] = r["step_ms"]
+    results[f"{label}: samples/s"] = r["samples_per_s"]
+    results[f"{label}: tokens/s"] = r["tokens_per_s"]
+    results[f"{label}: GFLOP/s"] = r["gflops"]
+    results[f"{label}: fraction of matmul peak"] = r["gflops"] / peak
+    results[f"{label}: peak memory MB"] = r["peak_memory_mb"]
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    if os.path.exists("/proc/cpuinfo"):
+        names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    info = {"cpu": f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
+            "torch": torch.__version__, "date": datetime.date.today().isoformat()}
+    if torch.cuda.is_available():
+        info["cuda"] = torch.cuda.get_device_name()
+    return info
+
+
+def markdown_table(bench):
+    devices = list(bench["devices"])
+    lines = ["| benchmark | " + " | ".join(devices) + " |", "|---|" + "---|" * len(devices)]
+    names = list(dict.fromkeys(name for d in devices for name in bench["devices"][d]))
+    for name in names:
+        cells = [format_value(bench["devices"][d].get(name, "")) for d in devices]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def format_value(value):
+    if isinstance(value, str) or isinstance(value, int):
+        return str(value)
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Speed and memory benchmarks of FluxMusic.")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (for tests)")
+    parser.add_argument("--run", default="runs/tiny", help="trained run for the text -> WAV timing")
+    parser.add_argument("--device", help="only this device (default: cpu, and cuda when present)")
+    parser.add_argument("--out", default="bench.json", help="where to write the results (default bench.json)")
+    args = parser.parse_args(argv)
+    try:
+        devices = [pick_device(args.device)] if args.device else \
+            [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+        bench = {"machine": machine(), "quick": args.quick, "devices": {}}
+        with tempfile.TemporaryDirectory() as folder:
+            run_dir = args.run
+            if not all(os.path.exists(os.path.join(args.run, f"{stage}.pt")) for stage in STAGES):
+                print(f"no trained run at {args.run}: timing text -> WAV with untrained models of the same sizes")
+                run_dir = untrained_run(folder)
+            bench["run"] = run_dir if run_dir == args.run else "untrained (no run found)"
+            for device in devices:
+                bench["devices"][str(device)] = bench_device(device, run_dir, args.quick)
+    except (CheckpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    with open(args.out, "w") as f:
+        json.dump(bench, f, indent=1)
+    m = bench["machine"]
+    print(f"\n{m['date']}, {m['cpu']}{', ' + m['cuda'] if 'cuda' in m else ''}, torch {m['torch']}, "
+          f"text -> WAV with {bench['run']}\n\n{markdown_table(bench)}\n\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

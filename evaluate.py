@@ -1,0 +1,456 @@
+"""How good is the music? Five numbers, each asking a different question.
+
+    python evaluate.py --run runs/tiny                  # metrics.json + a table
+    python evaluate.py --run runs/tiny --sweep          # samplers x steps, guidance scales: sweep.json
+
+Every number compares generated clips for the held-out "test" captions with real clips of
+the same captions (the synthetic dataset renders both, so we know what each caption should
+sound like). Two embeddings do the listening: the run's own CLAP audio tower, and a small
+attribute classifier trained here on real clips, whose labels are the dataset's ground truth.
+
+FAD, Frechet audio distance: do the clips sound like real ones, as a set? Fit a Gaussian to
+each set's CLAP audio embeddings (mean mu, covariance S) and measure
+
+    FD = ||mu_1 - mu_2||^2 + tr(S_1) + tr(S_2) - 2 tr((S_1 S_2)^(1/2)),
+
+the squared 2-Wasserstein distance between the two Gaussians (0 iff they are equal; for
+diagonal covariances it is sum_i (m1_i - m2_i)^2 + (s1_i - s2_i)^2 in the standard deviations
+s). S_1 S_2 is not symmetric, but it is similar to S_1^(1/2) S_2 S_1^(1/2), which is, so the
+trace comes from that matrix's eigenvalues. FAD is biased upwards at small N: compare values
+at the same N only; the "real test clips" row shows its floor.
+
+KL: does each clip sound like *its* caption's real clip? The classifier gives categorical
+posteriors p for instrument, tempo, mode and drums; per clip we sum KL(p_real || p_gen) =
+sum_y p_real(y) log(p_real(y) / p_gen(y)) over the four heads (the KL of their product), then
+average over clips.
+
+IS, inception score: are the clips confidently recognisable *and* varied? With p(y|x) the
+classifier's joint posterior over all 6*3*2*2 = 72 attribute combinations (the product of
+the heads) and p(y) its average over the set,
+
+    IS = exp( E_x KL(p(y|x) || p(y)) ),
+
+between 1 (every clip gets the same posterior) and the number of classes (each clip certain,
+classes used evenly). The test captions use 9 combinations, so a model that follows them
+scores at most 9.
+
+CLAP score: mean cosine between the caption's CLAP text embedding and the clip's audio
+embedding. Attribute accuracy: how often the classifier's top guess matches the caption,
+per attribute, next to chance (1 / number of values).
+
+Rows: "real test clips" are a second real performance of each test caption (same attributes,
+a new melody): the ceiling. "VAE+vocoder reconstruction" runs the real clips through the VAE
+and vocoder without the transformer: what the autoencoder and vocoder cost. "generated" is
+the whole pipeline from the caption.
+
+The attribute classifier sees hand-made features with a tiny learned head on top: mean and
+spread of each mel band (timbre, drums), the autocorrelation of the onset strength (tempo:
+notes fall on an eighth-note grid, so it peaks at the eighth's period) and a chroma vector
+(energy per pitch class, from a fine STFT). Mode needs the tonic, so its head scores the
+chroma against a learned major and a learned minor key profile in all 12 rotations (keys)
+and keeps the best, the learned form of Krumhansl's key finding.
+"""
+
+import argparse
+import functools
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from common import CheckpointError, load_checkpoint, pick_device, save_checkpoint
+from data import INSTRUMENTS, MODES, N_MELS, SAMPLE_RATE, TEMPOS, MelSpectrogram, SynthMusicDataset, render_clip
+from pipeline import Pipeline, stage_path, train_command
+
+ATTRIBUTES = {"instrument": INSTRUMENTS, "tempo": tuple(TEMPOS), "mode": MODES, "drums": (False, True)}
+CHANCE = {name: 1 / len(values) for name, values in ATTRIBUTES.items()}
+DEFAULT_CFG = 4.0  # the same default as sample.py
+ROWS = ("real test clips", "VAE+vocoder reconstruction", "generated")
+
+
+# ----------------------------------------------------------------------------- the metrics
+
+def gaussian_stats(embeddings):
+    """Mean (D,) and covariance (D, D) of (N, D) embeddings, in float64."""
+    x = torch.as_tensor(embeddings, dtype=torch.float64)
+    return x.mean(0), torch.atleast_2d(torch.cov(x.T))
+
+
+def frechet_distance(mu1, cov1, mu2, cov2):
+    """||mu1 - mu2||^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^(1/2)) between two Gaussians."""
+    mu1, cov1, mu2, cov2 = (torch.as_tensor(x, dtype=torch.float64) for x in (mu1, cov1, mu2, cov2))
+    values, vectors = torch.linalg.eigh(cov1)
+    root1 = vectors @ torch.diag(values.clamp(min=0).sqrt()) @ vectors.T
+    cross = torch.linalg.eigvalsh(root1 @ cov2 @ root1).clamp(min=0).sqrt().sum()
+    distance = (mu1 - mu2).square().sum() + cov1.trace() + cov2.trace() - 2 * cross
+    return max(distance.item(), 0.0)  # never negative; rounding can leave -1e-15
+
+
+def embedding_frechet_distance(a, b):
+    """Frechet distance between the Gaussians fitted to two sets of embeddings (N, D), (M, D)."""
+    return frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
+
+
+def kl_divergence(p, q, eps=1e-8):
+    """KL(p || q) per row of two (N, K) categorical distributions: (N,)."""
+    p, q = p.double().clamp(min=eps), q.double().clamp(min=eps)
+    return (p * (p.log() - q.log())).sum(-1)
+
+
+def inception_score(probs):
+    """exp(mean_i KL(p(y|x_i) || p(y))) for (N, K) posteriors, p(y) their mean."""
+    probs = probs.double()
+    return math.exp(kl_divergence(probs, probs.mean(0, keepdim=True).expand_as(probs)).mean().item())
+
+
+def joint_posterior(posteriors):
+    """{head: (N, K_h)} -> (N, prod K_h): the heads' product distribution over every combination."""
+    outer = lambda a, b: (a[:, :, None] * b[:, None, :]).flatten(1)
+    return functools.reduce(outer, posteriors.values())
+
+
+def accuracy(posteriors, attributes):
+    """{head: share of clips whose most likely value is the true one}."""
+    return {name: sum(ATTRIBUTES[name][i] == a[name] for i, a in zip(p.argmax(1).tolist(), attributes))
+            / len(attributes) for name, p in posteriors.items()}
+
+
+# ----------------------------------------------------------------------------- the attribute classifier
+
+@dataclass
+class ClassifierConfig:
+    hidden: int = 128
+    lags: int = 120              # onset autocorrelation up to 1.2 s: a beat at 50 bpm
+    chroma_fft: int = 4096       # 3.9 Hz bins: a semitone is 6 Hz even at 100 Hz
+    chroma_hop: int = 512
+    chroma_hz: tuple = (60.0, 2100.0)
+    opening_seconds: float = 0.5  # every progression opens on the tonic chord
+
+
+def chroma_matrix(config):
+    """(12, bins) 0/1 matrix that adds each STFT bin into its nearest pitch class (C = 0)."""
+    hz = torch.arange(config.chroma_fft // 2 + 1) * SAMPLE_RATE / config.chroma_fft
+    pitch_class = (torch.round(12 * torch.log2(hz.clamp(min=1.0) / 440.0) + 69) % 12).long()
+    used = (hz > config.chroma_hz[0]) & (hz < config.chroma_hz[1])
+    return F.one_hot(pitch_class, 12).T.float() * used
+
+
+class AttributeClassifier(nn.Module):
+    """waveform (B, N) -> {head: logits}; features are fixed, the heads are learned."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        num_features = 2 * N_MELS + config.lags
+        self.mel = MelSpectrogram()
+        self.register_buffer("chroma_fold", chroma_matrix(config), persistent=False)
+        self.register_buffer("window", torch.hann_window(config.chroma_fft), persistent=False)
+        # feature standardisation, measured on the training clips
+        self.register_buffer("feature_mean", torch.zeros(num_features))
+        self.register_buffer("feature_std", torch.ones(num_features))
+        self.trunk = nn.Sequential(nn.Linear(num_features, config.hidden), nn.GELU())
+        self.heads = nn.ModuleDict({name: nn.Linear(config.hidden, len(values))
+                                    for name, values in ATTRIBUTES.items() if name != "mode"})
+        # (mode, whole clip / opening, pitch class above the tonic)
+        self.key_profiles = nn.Parameter(0.1 * torch.randn(len(MODES), 2, 12))
+
+    def features(self, audio):
+        """(B, N) -> (summary (B, 2 * 64 + lags), chroma (B, 2, 12) of the whole clip and of its opening)."""
+        mel = self.mel(audio)
+        if mel.shape[1] <= self.config.lags + 1:
+            raise ValueError(f"the attribute classifier needs clips longer than {(self.config.lags + 2) / 100:.2f} s")
+        timbre = torch.cat([mel.mean(1), mel.std(1)], dim=1)
+        onset = F.relu(mel.diff(dim=1)).mean(2)  # spectral flux: energy arriving, frame by frame
+        onset = onset - onset.mean(1, keepdim=True)
+        power = onset.square().mean(1) + 1e-8
+        rhythm = torch.stack([(onset[:, :-lag] * onset[:, lag:]).mean(1) / power
+                              for lag in range(1, self.config.lags + 1)], dim=1)
+        c = self.config
+        spectrum = torch.stft(audio, c.chroma_fft, c.chroma_hop, window=self.window, return_complex=True).abs()
+        chroma = self.chroma_fold @ spectrum  # (B, 12, frames)
+        opening = chroma[..., :max(1, round(c.opening_seconds * SAMPLE_RATE / c.chroma_hop))]
+        chroma = torch.stack([chroma.sum(-1), opening.sum(-1)], dim=1)
+        # only the profile's shape matters, not the loudness: zero mean, unit spread over the 12 classes
+        chroma = (chroma - chroma.mean(-1, keepdim=True)) / (chroma.std(-1, keepdim=True) + 1e-8)
+        return torch.cat([timbre, rhythm], dim=1), chroma
+
+    def forward(self, audio=None, features=None):
+        summary, chroma = self.features(audio) if features is None else features
+        hidden = self.trunk((summary - self.feature_mean) / self.feature_std)
+        logits = {name: head(hidden) for name, head in self.heads.items()}
+        # score every key: the chroma rotated so that pitch class r sits at 0, against each profile
+        rotated = torch.stack([chroma.roll(-r, dims=-1) for r in range(12)], dim=1)  # (B, 12, 2, 12)
+        scores = torch.einsum("brsp,msp->bmr", rotated, self.key_profiles)
+        logits["mode"] = scores.logsumexp(-1)  # a soft max over the 12 keys
+        return {name: logits[name] for name in ATTRIBUTES}
+
+    @torch.no_grad()
+    def posteriors(self, audio, batch_size=64):
+        """(N, samples) -> {head: (N, K) probabilities}."""
+        chunks = [self(a.to(self.feature_mean.device)) for a in audio.split(batch_size)]
+        return {name: torch.cat([c[name] for c in chunks]).softmax(-1).cpu() for name in ATTRIBUTES}
+
+
+def labels(attributes, device=None):
+    return {name: torch.tensor([values.index(a[name]) for a in attributes], device=device)
+            for name, values in ATTRIBUTES.items()}
+
+
+def render(split, num_clips, seconds, seed):
+    """(audio (N, samples), captions, attributes) of the synthetic dataset's first clips."""
+    dataset = SynthMusicDataset(split, num_clips, seconds, seed)
+    items = [dataset[i] for i in range(num_clips)]
+    return torch.stack([it["audio"] for it in items]), [it["caption"] for it in items], \
+        [it["attributes"] for it in items]
+
+
+def train_classifier(audio, attributes, steps=600, batch_size=64, lr=3e-3, seed=0, config=None):
+    """Fit the heads on real clips with cross-entropy summed over the four attributes."""
+    torch.manual_seed(seed)
+    config = config or ClassifierConfig()
+    device = audio.device
+    model = AttributeClassifier(config).to(device)
+    with torch.no_grad():
+        feats = [model.features(a) for a in audio.split(64)]
+    summary, chroma = torch.cat([f[0] for f in feats]), torch.cat([f[1] for f in feats])
+    model.feature_mean.copy_(summary.mean(0))
+    model.feature_std.copy_(summary.std(0) + 1e-5)
+    targets = labels(attributes, device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(seed)
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        ids = torch.randint(len(summary), (batch_size,), generator=generator).to(device)
+        logits = model(features=(summary[ids], chroma[ids]))
+        loss = sum(F.cross_entropy(logits[name], targets[name][ids]) for name in ATTRIBUTES)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def load_or_train_classifier(run_dir, seconds, seed=0, num_clips=1200, steps=600, device="cpu", log=print):
+    """The run's attribute classifier from <run>/attribute_classifier.pt; trained once if missing."""
+    path = os.path.join(run_dir, "attribute_classifier.pt")
+    recipe = {"seconds": seconds, "seed": seed, "num_clips": num_clips, "steps": steps}
+    if os.path.exists(path):
+        saved = load_checkpoint(path, made_by=f"python evaluate.py --run {run_dir}")
+        if saved["recipe"] == recipe:
+            model = AttributeClassifier(ClassifierConfig(**saved["config"]))
+            model.load_state_dict(saved["model"])
+            return model.to(device).eval(), saved["test_accuracy"]
+    log(f"training the attribute classifier on {num_clips} real clips ({steps} steps) -> {path}")
+    audio, _, attributes = render("train", num_clips, seconds, seed)
+    model = train_classifier(audio.to(device), attributes, steps, seed=seed)
+    test_audio, _, test_attributes = render("test", min(256, num_clips), seconds, seed + 1)  # no metric row uses these
+    test_accuracy = accuracy(model.posteriors(test_audio), test_attributes)
+    save_checkpoint({"config": asdict(model.config), "model": model.state_dict(), "recipe": recipe,
+                     "test_accuracy": test_accuracy}, path)
+    return model, test_accuracy
+
+
+# ----------------------------------------------------------------------------- scoring a run
+
+class Evaluator:
+    """What stays fixed while sampler settings change: the run's models, the classifier, the
+    test captions with their real clips, and everything measured on those clips."""
+
+    def __init__(self, run_dir, num=64, device="cpu", batch_size=16, classifier_clips=1200,
+                 classifier_steps=600, log=print):
+        if not os.path.isdir(run_dir):
+            raise CheckpointError(f"no run at {run_dir}: train one with `python train.py --tiny --run {run_dir}`")
+        self.run_config = load_checkpoint(stage_path(run_dir, "flow"), made_by=train_command(run_dir, "flow")) \
+            .get("run_config", {})
+        self.objective = self.run_config.get("objective", "rectified_flow")
+        self.seconds, self.seed = self.run_config.get("seconds", 2.56), self.run_config.get("seed", 0)
+        self.device, self.batch_size = torch.device(device), batch_size
+        self.pipe = Pipeline(run_dir, device)
+        self.mel = MelSpectrogram().to(self.device)
+        self.classifier, self.classifier_accuracy = load_or_train_classifier(
+            run_dir, self.seconds, self.seed, classifier_clips, classifier_steps, device, log)
+        self.real_audio, self.captions, self.attributes = render("test", num, self.seconds, self.seed)
+        with torch.no_grad():
+            self.text_emb = torch.cat([self.pipe.clap.embed_text(self.captions[i:i + 64]).cpu()
+                                       for i in range(0, num, 64)])
+        self.real_emb = self.audio_embeddings(self.real_audio)
+        self.real_posteriors = self.classifier.posteriors(self.real_audio)
+
+    @torch.no_grad()
+    def audio_embeddings(self, audio):
+        return torch.cat([self.pipe.clap.embed_audio(self.mel(a.to(self.device))).cpu()
+                          for a in audio.split(self.batch_size)])
+
+    def describe_run(self):
+        return {"run": self.pipe.run_dir, "objective": self.objective, "preset": self.run_config.get("preset"),
+                "parameters": sum(p.numel() for p in self.pipe.flow_model.parameters())}
+
+    def score(self, audio):
+        """Every metric of a set of clips, row i paired with test caption i."""
+        posteriors = self.classifier.posteriors(audio)
+        embeddings = self.audio_embeddings(audio)
+        kl = sum(kl_divergence(self.real_posteriors[name], posteriors[name]) for name in ATTRIBUTES)
+        return {"fad": embedding_frechet_distance(self.real_emb, embeddings),
+                "kl": kl.mean().item(),
+                "inception_score": inception_score(joint_posterior(posteriors)),
+                "clap_score": F.cosine_similarity(self.text_emb, embeddings).mean().item(),
+                "attribute_accuracy": accuracy(posteriors, self.attributes)}
+
+    def second_performance(self):
+        """Each test caption played again: same attributes, a fresh melody, chords and drum kit."""
+        return torch.stack([torch.from_numpy(render_clip(a, self.seconds, SAMPLE_RATE,
+                                                         np.random.default_rng([self.seed, 99, i])))
+                            for i, a in enumerate(self.attributes)])
+
+    @torch.no_grad()
+    def reconstruct(self):
+        chunks = [self.pipe.latents_to_audio(self.pipe.vae.encode(self.mel(a.to(self.device))))[1].cpu()
+                  for a in self.real_audio.split(self.batch_size)]
+        return torch.cat(chunks)[:, :self.real_audio.shape[1]]
+
+    def generate(self, steps=50, cfg=DEFAULT_CFG, sampler=None, seed=0):
+        """Audio for every test caption, in batches; each batch gets its own seed."""
+        sampler = sampler or ("ddim" if self.objective == "ddpm" else "euler")
+        chunks = []
+        for c, start in enumerate(range(0, len(self.captions), self.batch_size)):
+            captions = self.captions[start:start + self.batch_size]
+            _, audio = self.pipe.generate(captions, seconds=self.seconds, steps=steps, cfg=cfg,
+                                          sampler=sampler, seed=seed * 1000 + c)
+            chunks.append(audio.cpu())
+        return torch.cat(chunks)[:, :self.real_audio.shape[1]]
+
+    def evaluate(self, steps=50, cfg=DEFAULT_CFG, sampler=None, seed=0):
+        """The full table: real, reconstructed and generated clips, with settings and chance."""
+        sampler = sampler or ("ddim" if self.objective == "ddpm" else "euler")
+        rows = {ROWS[0]: self.score(self.second_performance()),
+                ROWS[1]: self.score(self.reconstruct()),
+                ROWS[2]: self.score(self.generate(steps, cfg, sampler, seed))}
+        settings = {**self.describe_run(), "num": len(self.captions),
+                    "seconds": self.seconds, "steps": steps, "nfe": nfe(sampler, steps), "cfg": cfg,
+                    "sampler": sampler, "seed": seed, "device": str(self.device)}
+        return {**rows[ROWS[2]], "rows": rows, "chance": CHANCE,
+                "classifier_test_accuracy": self.classifier_accuracy, "settings": settings}
+
+    def sweep(self, nfes=(5, 10, 25, 50), cfgs=(1.0, 2.0, 4.0, 7.0, 10.0), steps=50, cfg=DEFAULT_CFG, seed=0,
+              log=print):
+        """Metrics against function evaluations for each sampler (at guidance cfg), then against the
+        guidance scale (first sampler, `steps` steps). Heun calls the model twice a step, so it gets
+        nfe // 2 steps: compare the samplers at their recorded `nfe`."""
+        samplers = ("ddim",) if self.objective == "ddpm" else ("euler", "heun")
+        results = {"settings": {**self.describe_run(), "num": len(self.captions), "seed": seed,
+                                "device": str(self.device)}, "steps": [], "guidance": []}
+        for sampler in samplers:
+            for target in nfes:
+                n = max(1, target // 2) if sampler == "heun" else target
+                results["steps"].append({"sampler": sampler, "steps": n, "nfe": nfe(sampler, n), "cfg": cfg,
+                                         **self.score(self.generate(n, cfg, sampler, seed))})
+                log(f"  {sampler} {n} steps: " + short_summary(results["steps"][-1]))
+        for scale in cfgs:
+            results["guidance"].append({"sampler": samplers[0], "steps": steps, "nfe": nfe(samplers[0], steps),
+                                        "cfg": scale, **self.score(self.generate(steps, scale, samplers[0], seed))})
+            log(f"  cfg {scale:g}: " + short_summary(results["guidance"][-1]))
+        return results
+
+
+def nfe(sampler, steps):
+    """Model evaluations of one solve (a guided evaluation is one batched call)."""
+    return 2 * steps if sampler == "heun" else steps
+
+
+# ----------------------------------------------------------------------------- tables
+
+def short_summary(row):
+    acc = " ".join(f"{k} {v:.2f}" for k, v in row["attribute_accuracy"].items())
+    return f"FAD {row['fad']:.3f}, KL {row['kl']:.3f}, IS {row['inception_score']:.2f}, " \
+           f"CLAP {row['clap_score']:.3f}, accuracy {acc}"
+
+
+def markdown_table(rows, chance=CHANCE, label="clips"):
+    """{name: metric row} -> a markdown table, with a last row of chance accuracies."""
+    head = f"| {label} | FAD ↓ | KL ↓ | IS ↑ | CLAP ↑ | " + " | ".join(ATTRIBUTES) + " |"
+    lines = [head, "|" + "---|" * (5 + len(ATTRIBUTES))]
+    for name, r in rows.items():
+        accs = " | ".join(f"{r['attribute_accuracy'][a]:.2f}" for a in ATTRIBUTES)
+        lines.append(f"| {name} | {r['fad']:.3f} | {r['kl']:.3f} | {r['inception_score']:.2f} | "
+                     f"{r['clap_score']:.3f} | {accs} |")
+    lines.append("| chance | | | 1 | | " + " | ".join(f"{chance[a]:.2f}" for a in ATTRIBUTES) + " |")
+    return "\n".join(lines)
+
+
+def sweep_table(entries, key):
+    """A sweep's rows as a markdown table labelled by `key` (e.g. nfe or cfg)."""
+    rows = {f"{e['sampler']} {key} {e[key]:g}": e for e in entries}
+    return markdown_table(rows, label="setting")
+
+
+def report(metrics):
+    s = metrics["settings"]
+    acc = ", ".join(f"{k} {v:.2f}" for k, v in metrics["classifier_test_accuracy"].items())
+    rows = dict(metrics["rows"])
+    rows[f"generated ({s['sampler']}, {s['steps']} steps, cfg {s['cfg']:g})"] = rows.pop(ROWS[2])
+    return (f"{s['run']}: {s['num']} test captions, {s['seconds']} s each, {s['objective']}\n"
+            f"attribute classifier, held-out accuracy: {acc}\n\n{markdown_table(rows)}")
+
+
+# ----------------------------------------------------------------------------- command line
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Score a trained run on the held-out test captions.")
+    parser.add_argument("--run", default="runs/tiny", help="run directory made by train.py (default runs/tiny)")
+    parser.add_argument("--num", type=int, default=64, help="test captions to generate (default 64)")
+    parser.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
+    parser.add_argument("--cfg", type=float, default=DEFAULT_CFG, help=f"guidance scale (default {DEFAULT_CFG})")
+    parser.add_argument("--sampler", choices=["euler", "heun", "ddim"],
+                        help="default: euler (rectified flow) or ddim (a --objective ddpm run)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    parser.add_argument("--batch-size", type=int, default=16, help="clips generated at once")
+    parser.add_argument("--sweep", action="store_true",
+                        help="instead: samplers against function evaluations, and guidance scales -> sweep.json")
+    parser.add_argument("--sweep-nfe", type=int, nargs="+", default=[5, 10, 25, 50], metavar="NFE",
+                        help="model evaluations per solve to sweep (default 5 10 25 50)")
+    parser.add_argument("--sweep-cfg", type=float, nargs="+", default=[1.0, 2.0, 4.0, 7.0, 10.0], metavar="W",
+                        help="guidance scales to sweep, at --steps (default 1 2 4 7 10)")
+    parser.add_argument("--classifier-clips", type=int, default=1200, help="real clips for the attribute classifier")
+    parser.add_argument("--classifier-steps", type=int, default=600)
+    args = parser.parse_args(argv)
+    for name in ("num", "steps", "batch_size", "classifier_clips", "classifier_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    if min(args.sweep_nfe) < 1 or min(args.sweep_cfg) < 0:
+        parser.error("--sweep-nfe needs positive integers and --sweep-cfg non-negative scales")
+    if args.num < 2:
+        parser.error("--num must be at least 2: FAD needs a covariance")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        device = pick_device(args.device)
+        evaluator = Evaluator(args.run, args.num, device, args.batch_size, args.classifier_clips,
+                              args.classifier_steps)
+        if args.sweep:
+            results = evaluator.sweep(args.sweep_nfe, args.sweep_cfg, args.steps, args.cfg, args.seed)
+            path = os.path.join(args.run, "sweep.json")
+            text = f"{sweep_table(results['steps'], 'nfe')}\n\n{sweep_table(results['guidance'], 'cfg')}"
+        else:
+            results = evaluator.evaluate(args.steps, args.cfg, args.sampler, args.seed)
+            path = os.path.join(args.run, "metrics.json")
+            text = report(results)
+    except (CheckpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"{text}\n\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""train.py and sample.py end to end on the --smoke settings: files, resume, DDP, errors."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import soundfile
+import torch
+
+from common import load_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STAGES = ("vae", "vocoder", "clap", "t5", "flow")
+
+
+def run(script, *args, check=True, timeout=300):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT, capture_output=True,
+                            text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script} {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    run_dir = str(tmp_path_factory.mktemp("smoke") / "run")
+    result = run("train.py", "--smoke", "--run", run_dir, "--device", "cpu")
+    return run_dir, result
+
+
+def copy_frozen_stages(src, dst):
+    """A new run that already has every stage but the flow model."""
+    os.makedirs(dst)
+    for stage in STAGES[:-1]:
+        shutil.copy(os.path.join(src, f"{stage}.pt"), dst)
+
+
+def error_line(result):
+    lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+    assert result.returncode != 0
+    return lines[-1]
+
+
+def test_smoke_trains_every_stage(smoke_run):
+    run_dir, result = smoke_run
+    for stage in STAGES:
+        checkpoint = load_checkpoint(os.path.join(run_dir, f"{stage}.pt"))
+        assert checkpoint["done"] and checkpoint["step"] == len(checkpoint["history"]) > 0
+        assert os.path.exists(os.path.join(run_dir, f"{stage}_loss.csv"))
+        assert os.path.exists(os.path.join(run_dir, f"{stage}_loss.png"))
+    assert os.listdir(os.path.join(run_dir, "samples")), "no sample WAVs written during flow training"
+    assert "vae.pt" in result.stdout
+
+
+def test_rerun_skips_finished_stages(smoke_run):
+    run_dir, _ = smoke_run
+    before = os.path.getmtime(os.path.join(run_dir, "vae.pt"))
+    result = run("train.py", "--smoke", "--run", run_dir, "--device", "cpu")
+    assert result.stdout.count("already trained") == len(STAGES)
+    assert os.path.getmtime(os.path.join(run_dir, "vae.pt")) == before
+
+
+def test_sample_writes_wav_of_requested_length_and_png(smoke_run, tmp_path):
+    run_dir, _ = smoke_run
+    out = str(tmp_path / "clip.wav")
+    result = run("sample.py", "--run", run_dir, "--prompt", "A fast guitar tune with drums.", "--steps", "2",
+                 "--seconds", "1.28", "--out", out, "--device", "cpu")
+    audio, rate = soundfile.read(out)
+    assert rate == 16000 and len(audio) == 128 * 160
+    assert os.path.getsize(str(tmp_path / "clip.png")) > 1000
+    assert out in result.stdout
+
+
+def test_sample_is_deterministic_and_batch_independent(smoke_run, tmp_path):
+    run_dir, _ = smoke_run
+    common = ["--run", run_dir, "--steps", "2", "--device", "cpu", "--griffin-lim"]
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("A slow organ piece, no drums.\n\nA bright flute melody with a steady beat.\n")
+    run("sample.py", "--prompt", "A slow organ piece, no drums.", "--out", str(tmp_path / "a.wav"), *common)
+    run("sample.py", "--prompt", "A slow organ piece, no drums.", "--out", str(tmp_path / "b.wav"), *common)
+    run("sample.py", "--prompt", "A slow organ piece, no drums.", "--seed", "1", "--out", str(tmp_path / "c.wav"),
+        *common)
+    run("sample.py", "--prompts-file", str(prompts), "--out", str(tmp_path / "batch"), *common)
+    a, b, c = (soundfile.read(str(tmp_path / f"{name}.wav"))[0] for name in "abc")
+    batch = sorted(f for f in os.listdir(tmp_path / "batch") if f.endswith(".wav"))
+    assert len(batch) == 2  # the blank line is ignored
+    first = soundfile.read(str(tmp_path / "batch" / batch[0]))[0]
+    assert (a == b).all(), "same seed must give the same audio"
+    assert not (a == c).all(), "another seed must give other audio"
+    assert abs(first - a).max() < 1e-3, "a clip must not depend on the other prompts in its batch"
+
+
+def test_interrupt_saves_and_resume_continues_the_step_count(smoke_run, tmp_path):
+    run_dir = str(tmp_path / "resume")
+    copy_frozen_stages(smoke_run[0], run_dir)
+    args = [sys.executable, os.path.join(ROOT, "train.py"), "--smoke", "--run", run_dir, "--stage", "flow",
+            "--flow-steps", "100000", "--device", "cpu"]
+    process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    flow_path = os.path.join(run_dir, "flow.pt")
+    deadline = time.time() + 120
+    while not os.path.exists(flow_path) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Rerun the same command to resume" in stderr
+    saved = load_checkpoint(flow_path)
+    assert not saved["done"] and saved["step"] >= 2
+    assert [row["step"] for row in saved["history"]] == list(range(1, saved["step"] + 1))
+    assert not [f for f in os.listdir(run_dir) if f.startswith(".tmp")], "a temporary file was left behind"
+
+    stop = saved["step"] + 3
+    result = run("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--flow-steps", str(stop),
+                 "--device", "cpu")
+    assert f"resuming at step {saved['step']}" in result.stdout
+    final = load_checkpoint(flow_path)
+    assert final["done"] and [row["step"] for row in final["history"]] == list(range(1, stop + 1))
+
+
+def test_resume_with_another_preset_names_the_trained_config(smoke_run, tmp_path):
+    run_dir = str(tmp_path / "mismatch")
+    copy_frozen_stages(smoke_run[0], run_dir)
+    finished = load_checkpoint(os.path.join(smoke_run[0], "flow.pt"))
+    unfinished = {**finished, "done": False, "step": 1, "extra": {}, "optimizers": {"main": None},
+                  "rng": torch.get_rng_state()}
+    torch.save(unfinished, os.path.join(run_dir, "flow.pt"))
+    result = run("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--preset", "small",
+                 "--device", "cpu", check=False)
+    line = error_line(result)
+    assert "was trained with config" in line and "hidden_size': 128" in line and "--preset" in line
+
+
+def test_ddp_on_two_cpu_processes_matches_one_process(smoke_run, tmp_path):
+    single, double = str(tmp_path / "one"), str(tmp_path / "two")
+    run("train.py", "--smoke", "--run", single, "--stage", "vae", "--device", "cpu")
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                             "--master_port=29517", os.path.join(ROOT, "train.py"), "--smoke", "--run", double,
+                             "--stage", "vae", "--device", "cpu"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    a = load_checkpoint(os.path.join(single, "vae.pt"))["model"]
+    b = load_checkpoint(os.path.join(double, "vae.pt"))["model"]
+    for name in a:
+        # two halves of the batch, gradients averaged across processes = the whole batch in one process
+        torch.testing.assert_close(a[name], b[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_missing_run_says_which_command_makes_it(tmp_path):
+    result = run("sample.py", "--run", str(tmp_path / "nothing"), check=False)
+    line = error_line(result)
+    assert result.returncode == 1 and "python train.py" in line and "no checkpoint" in line
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_corrupt_checkpoint_is_a_one_line_error(smoke_run, tmp_path):
+    run_dir = str(tmp_path / "corrupt")
+    copy_frozen_stages(smoke_run[0], run_dir)
+    with open(os.path.join(run_dir, "flow.pt"), "wb") as f:
+        f.write(b"\x00" * 100)
+    result = run("sample.py", "--run", run_dir, check=False)
+    assert "unreadable" in error_line(result) and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--steps", "0"], "positive integer"),
+    (["--cfg", "-1"], "non-negative"),
+    (["--seconds", "0"], "positive number"),
+    (["--sampler", "rk4"], "invalid choice"),
+    (["--seconds", "0.01"], "too short"),
+    (["--prompts-file", "/no/such/file.txt"], "no such file"),
+])
+def test_sample_rejects_bad_arguments(smoke_run, args, message):
+    result = run("sample.py", "--run", smoke_run[0], *args, check=False)
+    assert result.returncode != 0 and message in error_line(result)
+
+
+def test_empty_prompt_warns_and_generates_unconditionally(smoke_run, tmp_path):
+    out = str(tmp_path / "empty.wav")
+    result = run("sample.py", "--run", smoke_run[0], "--prompt", "  ", "--steps", "1", "--out", out,
+                 "--griffin-lim", "--device", "cpu")
+    assert "unconditional" in result.stderr and os.path.exists(out)
+
+
+def test_train_rejects_bad_arguments(tmp_path):
+    result = run("train.py", "--smoke", "--data", str(tmp_path / "missing"), check=False)
+    assert result.returncode == 2 and "no such folder" in error_line(result)
+    result = run("train.py", "--smoke", "--preset", "huge", check=False)
+    assert result.returncode == 2 and "choose one of" in error_line(result)

@@ -1,0 +1,131 @@
+"""vocoder.py: output lengths, config checks, LSGAN losses at their optimum, weight-norm
+folding, the STFT losses' zero, and Griffin-Lim recovering a tone's pitch."""
+import math
+
+import pytest
+import torch
+
+from data import HOP, MelSpectrogram
+from vocoder import (PERIODS, Discriminators, HiFiGAN, HiFiGANConfig, compare_with_griffin_lim,
+                     discriminator_loss, generator_loss, griffin_lim, multi_resolution_stft_distance,
+                     random_segments, reconstruction_loss)
+
+
+def mel_of_noise(frames, batch=2):
+    torch.manual_seed(0)
+    return MelSpectrogram()(0.1 * torch.randn(batch, frames * HOP))
+
+
+@pytest.mark.parametrize("config", [HiFiGANConfig(),
+                                    HiFiGANConfig(initial_channels=16, upsample_rates=(8, 5, 4),
+                                                  upsample_kernel_sizes=(16, 10, 8)),
+                                    HiFiGANConfig(initial_channels=32, upsample_rates=(5, 4, 2, 2, 2),
+                                                  upsample_kernel_sizes=(16, 16, 8, 4, 4))])
+@pytest.mark.parametrize("frames", [1, 7, 32])
+def test_output_length_is_frames_times_hop(config, frames):
+    torch.manual_seed(0)
+    audio = HiFiGAN(config)(torch.randn(2, frames, 64) - 5)
+    assert audio.shape == (2, frames * 160)
+    assert audio.abs().max() <= 1.0
+
+
+def test_the_audioldm2_generator_is_the_paper_size_and_upsamples_by_160():
+    config = HiFiGANConfig.audioldm2()
+    assert math.prod(config.upsample_rates) == 160 and config.initial_channels == 1024
+    assert math.prod(HiFiGANConfig().upsample_rates) == 160
+    generator = HiFiGAN(config)
+    assert 50e6 < sum(p.numel() for p in generator.parameters()) < 60e6
+    with torch.no_grad():
+        assert generator(torch.zeros(1, 2, 64)).shape == (1, 320)
+
+
+def test_bad_configs_are_rejected():
+    with pytest.raises(ValueError, match="multiply to 128"):
+        HiFiGANConfig(upsample_rates=(4, 4, 4, 2))
+    with pytest.raises(ValueError, match="one upsample kernel size per"):
+        HiFiGANConfig(upsample_rates=(8, 5, 4))
+    with pytest.raises(ValueError, match="at least as long"):
+        HiFiGANConfig(upsample_kernel_sizes=(4, 8, 8, 4))
+    with pytest.raises(ValueError, match="batch, frames, 64"):
+        HiFiGAN(HiFiGANConfig())(torch.zeros(1, 64, 10))
+
+
+def test_removing_weight_norm_leaves_the_output_unchanged():
+    generator = HiFiGAN(HiFiGANConfig()).eval()
+    mel = mel_of_noise(6)
+    with torch.no_grad():
+        before = generator(mel)
+        generator.remove_weight_norm()
+        after = generator(mel)
+    assert not any("parametrizations" in name for name, _ in generator.named_parameters())
+    assert torch.allclose(before, after, atol=1e-6)
+
+
+def test_discriminators_cover_every_period_and_three_scales():
+    outputs = Discriminators(HiFiGANConfig())(torch.randn(2, 1600))
+    assert len(outputs) == len(PERIODS) + 3
+    for scores, features in outputs:
+        assert scores.shape[0] == 2 and len(features) >= 5
+
+
+def stub_critic(audio):
+    """A 'discriminator' that scores a waveform by its own first samples: D(ones) = 1, D(zeros) = 0."""
+    return [(audio[:, :4], [audio[:, :8]]), (audio[:, 4:6], [audio[:, :3], audio[:, 5:9]])]
+
+
+def test_discriminator_loss_is_zero_when_real_scores_one_and_fake_zero():
+    real, fake = torch.ones(3, 16), torch.zeros(3, 16)
+    loss, logs = discriminator_loss(stub_critic, real, fake)
+    assert loss.item() == 0.0 and logs == {"d_real": 0.0, "d_fake": 0.0}
+    # fooled both ways: (1 - 0)^2 + 1^2 = 2 per critic, two critics
+    assert discriminator_loss(stub_critic, fake, real)[0].item() == 4.0
+
+
+def test_generator_loss_is_zero_for_a_perfect_fake_and_weights_its_terms():
+    mel_fn = MelSpectrogram()
+    real = torch.ones(2, 1600)
+    loss, logs = generator_loss(stub_critic, real, real.clone(), mel_fn)
+    assert loss.item() == 0.0 and logs == {"g_adv": 0.0, "g_fm": 0.0, "g_mel": 0.0}
+    fake = torch.zeros(2, 1600)  # D(fake) = 0: adversarial 2, every feature off by 1: matching 3
+    loss, logs = generator_loss(stub_critic, real, fake, mel_fn)
+    assert logs["g_adv"] == 2.0 and logs["g_fm"] == 3.0
+    assert loss.item() == pytest.approx(2.0 + 2 * 3.0 + 45 * logs["g_mel"], rel=1e-5)
+
+
+def test_stft_losses_vanish_only_for_identical_audio():
+    torch.manual_seed(0)
+    real = 0.1 * torch.randn(2, 4000)
+    assert multi_resolution_stft_distance(real, real).item() == 0.0
+    assert reconstruction_loss(real, real).item() == 0.0
+    assert reconstruction_loss(real, 0.5 * real).item() > 0.5  # log-magnitude off by log 2 everywhere
+
+
+def test_random_segments_start_on_hop_boundaries():
+    audio = torch.arange(4 * 3200, dtype=torch.float32).reshape(4, 3200)
+    segments = random_segments(audio, 6, 800, torch.Generator().manual_seed(0))
+    assert segments.shape == (6, 800)
+    for segment in segments:
+        clip, start = divmod(int(segment[0]), 3200)
+        assert start % HOP == 0 and torch.equal(segment, audio[clip, start:start + 800])
+
+
+@pytest.mark.parametrize("frequency", [330.0, 440.0, 2000.0])
+def test_griffin_lim_recovers_the_pitch_of_a_tone(frequency):
+    n = 64 * HOP
+    tone = 0.5 * torch.sin(2 * math.pi * frequency * torch.arange(n) / 16000)
+    audio = griffin_lim(MelSpectrogram()(tone[None]))[0]
+    assert audio.shape == (n,)
+    spectrum = torch.fft.rfft(audio * torch.hann_window(n)).abs()
+    peak = spectrum.argmax().item() * 16000 / n
+    # the 64 mel bands are about 50 Hz wide below 1 kHz and about 6% of f above: the pitch
+    # comes back within a band
+    assert abs(peak - frequency) < max(50.0, 0.06 * frequency)
+
+
+def test_compare_with_griffin_lim_reports_both_numbers_for_both():
+    torch.manual_seed(0)
+    audio = 0.1 * torch.randn(2, 20 * HOP)
+    metrics = compare_with_griffin_lim(HiFiGAN(HiFiGANConfig()).eval(), audio, MelSpectrogram())
+    assert set(metrics) == {"vocoder_mel_l1", "vocoder_stft", "griffin_lim_mel_l1", "griffin_lim_stft",
+                            "vocoder_x_real_time"}
+    assert all(math.isfinite(v) and v > 0 for v in metrics.values())
