@@ -67,20 +67,35 @@ def load_stage(run_dir, stage, device="cpu", return_checkpoint=False):
 class Pipeline:
     """All five parts on one device, plus the tokenizer; `generate` is text → waveform."""
 
-    def __init__(self, run_dir="runs/tiny", device="cpu", use_vocoder=True, flow_model=None):
-        """`flow_model` overrides flow.pt, e.g. with the EMA model while it is still training."""
+    def __init__(self, run_dir="runs/tiny", device="cpu", use_vocoder=None, flow_model=None,
+                 objective="rectified_flow", log=print):
+        """`flow_model` (trained with `objective`) overrides flow.pt, e.g. with the EMA model while
+        it is still training. `use_vocoder`: True, False (Griffin–Lim), or None: the vocoder if
+        it measured better than Griffin–Lim on held-out clips when it was trained."""
         self.run_dir, self.device = run_dir, torch.device(device)
         self.vae = load_stage(run_dir, "vae", device)
         self.clap = load_stage(run_dir, "clap", device)
         self.t5 = load_stage(run_dir, "t5", device)
-        self.trained_seconds = 2.56
+        self.trained_seconds, self.objective = 2.56, objective
         if flow_model is None:
             flow_model, checkpoint = load_stage(run_dir, "flow", device, return_checkpoint=True)
-            self.trained_seconds = checkpoint.get("run_config", {}).get("seconds", self.trained_seconds)
+            run_config = checkpoint.get("run_config", {})
+            self.trained_seconds = run_config.get("seconds", self.trained_seconds)
+            self.objective = run_config.get("objective", "rectified_flow")
         self.flow_model = flow_model
-        self.vocoder = load_stage(run_dir, "vocoder", device) if use_vocoder else None
+        self.vocoder = self.load_vocoder(use_vocoder, log) if use_vocoder is not False else None
         self.tokenizer = ByteTokenizer(self.t5.config.max_length)
         check_compatible(self.flow_model.config, self.t5.config, self.clap.config, run_dir)
+
+    def load_vocoder(self, use_vocoder, log):
+        vocoder, checkpoint = load_stage(self.run_dir, "vocoder", self.device, return_checkpoint=True)
+        metrics = checkpoint.get("metrics", {})
+        ours, baseline = metrics.get("vocoder_mel_l1"), metrics.get("griffin_lim_mel_l1")
+        if use_vocoder is None and ours is not None and baseline is not None and ours > baseline:
+            log(f"note: this run's vocoder measured worse than Griffin–Lim on held-out clips (log-mel L1 "
+                f"{ours:.3f} vs {baseline:.3f}; train it longer), so Griffin–Lim makes the waveform")
+            return None
+        return vocoder
 
     @torch.no_grad()
     def encode_text(self, captions):
@@ -90,10 +105,15 @@ class Pipeline:
         return {"txt": self.t5(ids, mask), "txt_mask": mask, "y": self.clap.embed_text((ids, mask))}
 
     @torch.no_grad()
-    def generate_latents(self, captions, seconds=2.56, steps=50, cfg=4.0, sampler="euler",
+    def generate_latents(self, captions, seconds=2.56, steps=50, cfg=4.0, sampler=None,
                          negative_prompt="", seed=0, shift=1.0):
         """Sample VAE latents (B, 8, T/4, 16) for the captions. Each caption gets its own noise,
-        drawn from (seed, index), so a clip does not depend on which other captions share the batch."""
+        drawn from (seed, index), so a clip does not depend on which other captions share the batch.
+        sampler: euler or heun for rectified flow, ddim for a DDPM run (None: the run's default)."""
+        sampler = sampler or ("ddim" if self.objective == "ddpm" else "euler")
+        if (sampler == "ddim") != (self.objective == "ddpm"):
+            raise ValueError(f"--sampler {sampler} does not fit a {self.objective} model; use "
+                             f"{'ddim' if self.objective == 'ddpm' else 'euler or heun'}")
         frames = frames_for(seconds)
         noise = torch.stack([
             torch.randn(LATENT_CHANNELS, frames // TIME_DOWN, MEL_BINS_DOWN,
@@ -103,7 +123,9 @@ class Pipeline:
         uncond = self.encode_text([negative_prompt] * len(captions))
         cond, uncond = pad_text_pair(cond, uncond)
         model_fn = lambda z, t, c: self.flow_model.velocity(z, t, c["txt"], c["txt_mask"], c["y"])
-        velocity_fn = flow.guided_velocity_fn(model_fn, cond, uncond, cfg)
+        velocity_fn = flow.guided_velocity_fn(model_fn, cond, uncond, cfg)  # for DDPM the output is ε
+        if sampler == "ddim":
+            return flow.ddim_sample(velocity_fn, noise, steps=steps, alphas_cumprod=flow.ddpm_schedule())
         return flow.sample(velocity_fn, noise, steps=steps, sampler=sampler, shift=shift)
 
     @torch.no_grad()

@@ -58,7 +58,8 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=positive_int, default=50, help="ODE solver steps (default 50)")
     parser.add_argument("--cfg", type=non_negative_float, default=DEFAULT_CFG,
                         help=f"classifier-free guidance scale; 1 = no guidance (default {DEFAULT_CFG})")
-    parser.add_argument("--sampler", choices=["euler", "heun"], default="euler")
+    parser.add_argument("--sampler", choices=["euler", "heun", "ddim"],
+                        help="ODE solver: euler (default) or heun; ddim for a model trained with --objective ddpm")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seconds", type=positive_float, default=None,
                         help="clip length (default: the length the run was trained on)")
@@ -127,7 +128,7 @@ def main(argv=None):
         check_prompt_lengths(prompts)
         paths = output_paths(args, prompts)
         device = pick_device(args.device)
-        pipe = Pipeline(args.run, device, use_vocoder=not args.griffin_lim)
+        pipe = Pipeline(args.run, device, use_vocoder=False if args.griffin_lim else None)
         seconds = args.seconds or pipe.trained_seconds
         frames_for(seconds)  # validates the length before any work
         mels, audio = pipe.generate(prompts, seconds=seconds, steps=args.steps, cfg=args.cfg, sampler=args.sampler,

@@ -18,6 +18,7 @@ run draw exactly the batches the uninterrupted run would have drawn.
 """
 
 import copy
+import math
 import os
 from functools import cached_property
 
@@ -31,7 +32,7 @@ import text
 import vae as vae_lib
 import vocoder as vocoder_lib
 from common import load_checkpoint, save_checkpoint
-from data import AudioFolderDataset, MelSpectrogram, SynthMusicDataset, save_wav
+from data import N_MELS, AudioFolderDataset, MelSpectrogram, SynthMusicDataset, save_wav
 from model import PRESETS, FluxMusic
 from pipeline import Pipeline, load_stage
 
@@ -95,8 +96,11 @@ class Context:
     def batch_indices(self, step, batch_size, n):
         """This process's share of the global batch for `step` (same on every rerun)."""
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
-        indices = torch.randint(n, (batch_size,), generator=generator)
-        return indices[self.world.rank::self.world.size]
+        return self.shard(torch.randint(n, (batch_size,), generator=generator))
+
+    def shard(self, global_batch):
+        """This process's rows of something drawn for the whole global batch."""
+        return global_batch[self.world.rank::self.world.size]
 
 
 class Objective(nn.Module):
@@ -152,6 +156,19 @@ class Stage:
     def after_step(self, done_steps):
         pass
 
+    def learning_rate(self, step):
+        return self.schedule.lr * learning_rate_factor(step, self.schedule.steps)
+
+
+def learning_rate_factor(step, steps, warmup_fraction=0.05, floor=0.1):
+    """Linear warm-up (Adam's early moment estimates are noisy), then cosine decay to 10%.
+    A pure function of the step, so a resumed run follows the same schedule."""
+    warmup = max(1, int(steps * warmup_fraction))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
 
 class VAEStage(Stage):
     name = "vae"
@@ -159,13 +176,23 @@ class VAEStage(Stage):
     def __init__(self, context):
         super().__init__(context)
         self.model = vae_lib.VAE(vae_lib.VAEConfig()).to(self.device)
-        self.objective = distributed(Objective(self.model, lambda m, mel: m.loss(mel)[0]), context.world)
+        self.objective = distributed(Objective(self.model, lambda m, mel, noise: m.loss(mel, noise)[0]),
+                                     context.world)
         self.optimizers["main"] = self.adamw(self.model)
 
     def train_step(self, step):
-        mels = self.context.train_mels
-        batch = mels[self.context.batch_indices(step, self.schedule.batch_size, len(mels))]
-        return {"loss": optimise(self.objective(batch), self.model, self.optimizers["main"])}
+        # short random windows: a convolutional VAE learns the same local filters from 64 frames
+        # as from a whole clip, at a quarter of the cost per step
+        mels, frames = self.context.train_mels, min(self.run_config.vae_crop_frames, self.context.train_mels.shape[1])
+        ids = self.context.batch_indices(step, self.schedule.batch_size, len(mels))
+        generator = torch.Generator().manual_seed(self.run_config.seed * 7 + step)
+        starts = self.context.shard(torch.randint(mels.shape[1] - frames + 1, (self.schedule.batch_size,),
+                                                  generator=generator))
+        batch = mels[ids[:, None], starts[:, None] + torch.arange(frames)]
+        c = self.model.config  # the posterior draw too is made for the global batch, then sharded
+        noise = self.context.shard(torch.randn(self.schedule.batch_size, c.latent_channels, frames // c.downsample,
+                                               N_MELS // c.downsample, generator=generator)).to(self.device)
+        return {"loss": optimise(self.objective(batch, noise), self.model, self.optimizers["main"])}
 
     @torch.no_grad()
     def finish(self):
@@ -208,11 +235,18 @@ class VocoderStage(Stage):
         segment = self.run_config.vocoder_segment
         generator = torch.Generator().manual_seed(step)
         hops = (audio.shape[1] - segment) // 160
-        starts = torch.randint(hops + 1, (len(ids),), generator=generator) * 160
+        starts = self.context.shard(torch.randint(hops + 1, (self.schedule.batch_size,), generator=generator)) * 160
         real = torch.stack([audio[i, s:s + segment] for i, s in zip(ids.tolist(), starts.tolist())]).to(self.device)
         with torch.no_grad():
             mel = self.context.mel_fn(real)
         return mel, real
+
+    def learning_rate(self, step):
+        """Cosine over the reconstruction warm-up at `lr`, then HiFi-GAN's gentler constant GAN rate."""
+        warmup = self.run_config.vocoder_warmup
+        if step < warmup:
+            return self.schedule.lr * learning_rate_factor(step, warmup)
+        return self.run_config.vocoder_gan_lr
 
     def train_step(self, step):
         mel, real = self.crops(step)
@@ -296,7 +330,8 @@ class FlowStage(Stage):
                                "vec_in_dim": self.cache["y"].shape[-1]})
         self.model = FluxMusic(config).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
-        self.objective = distributed(Objective(self.model, velocity_loss), context.world)
+        loss_fn = ddpm_loss if self.run_config.objective == "ddpm" else velocity_loss
+        self.objective = distributed(Objective(self.model, loss_fn), context.world)
         self.optimizers["main"] = self.adamw(self.model, weight_decay=0.0)
         autocast = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast)
@@ -335,7 +370,10 @@ class FlowStage(Stage):
         txt, mask, y = c["txt"][ids].clone(), c["txt_mask"][ids].clone(), c["y"][ids].clone()
         txt[drop], mask[drop], y[drop] = c["empty_txt"], c["empty_mask"], c["empty_y"]
         noise = torch.randn(c["latents"][ids].shape, generator=generator)
-        t = flow.sample_timesteps(len(ids), generator=generator)
+        if self.run_config.objective == "ddpm":  # t = k / K for a uniform integer step k
+            t = flow.sample_ddpm_timesteps(len(ids), generator=generator) / flow.DDPM_STEPS
+        else:
+            t = flow.sample_timesteps(len(ids), generator=generator)
         move = lambda *xs: [x.to(self.device) for x in xs]
         return move(c["latents"][ids], noise, t, txt, mask, y)
 
@@ -356,7 +394,8 @@ class FlowStage(Stage):
 
     @torch.no_grad()
     def write_samples(self, done_steps):
-        pipe = Pipeline(self.context.run_dir, self.device, flow_model=self.ema.eval())
+        pipe = Pipeline(self.context.run_dir, self.device, flow_model=self.ema.eval(),
+                        objective=self.run_config.objective, log=lambda message: None)
         captions = self.context.val.captions[:2]
         _, audio = pipe.generate(captions, seconds=self.run_config.seconds, steps=self.run_config.sample_steps)
         folder = os.path.join(self.context.run_dir, "samples")
@@ -367,20 +406,33 @@ class FlowStage(Stage):
 
     @torch.no_grad()
     def finish(self):
-        """Held-out velocity loss of the EMA model, at fixed noise and t (comparable across runs)."""
+        """Held-out loss of the EMA model at fixed noise and t (comparable across runs of one objective)."""
         pipe = Pipeline(self.context.run_dir, self.device, flow_model=self.ema.eval(), use_vocoder=False)
         x0 = pipe.vae.encode(self.context.val_mels)
         cond = pipe.encode_text(self.context.val.captions)
         generator = torch.Generator().manual_seed(0)
         noise = torch.randn(x0.shape, generator=generator).to(self.device)
         t = torch.linspace(0.05, 0.95, len(x0)).to(self.device)
-        loss = velocity_loss(self.ema, x0, noise, t, cond["txt"], cond["txt_mask"], cond["y"])
+        loss_fn = ddpm_loss if self.run_config.objective == "ddpm" else velocity_loss
+        loss = loss_fn(self.ema, x0, noise, t, cond["txt"], cond["txt_mask"], cond["y"])
         return {"val_flow_loss": loss.item()}
 
 
 def velocity_loss(model, x0, noise, t, txt, txt_mask, y):
+    """Rectified flow: z_t on the straight line, the network predicts the velocity ε − x0."""
     z_t = flow.interpolate(x0, noise, t)
     return flow.flow_loss(model.velocity(z_t, t, txt, txt_mask, y), x0, noise)
+
+
+DDPM_ALPHAS_CUMPROD = flow.ddpm_schedule()
+
+
+def ddpm_loss(model, x0, noise, t, txt, txt_mask, y):
+    """The DDPM baseline on the same network: z_k = √ᾱ_k x0 + √(1−ᾱ_k) ε, the network predicts ε.
+    t carries the step as k / K, which is also what the network is told."""
+    k = (t * flow.DDPM_STEPS).round().long().clamp(max=flow.DDPM_STEPS - 1)
+    z_k = flow.ddpm_noising(x0, noise, k, DDPM_ALPHAS_CUMPROD)
+    return flow.ddpm_loss(model.velocity(z_k, t, txt, txt_mask, y), noise)
 
 
 STAGE_CLASSES = {cls.name: cls for cls in (VAEStage, VocoderStage, CLAPStage, T5Stage, FlowStage)}

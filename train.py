@@ -4,7 +4,7 @@
     python train.py --smoke                # a few steps of everything, for tests
     python train.py --stage flow           # one stage (earlier stages must be done)
     python train.py --data DIR             # your own audio + captions instead of the built-in set
-    torchrun --nproc_per_node=2 train.py   # data-parallel on several GPUs (or CPU processes)
+    torchrun --nproc_per_node=2 train.py --run-dir runs/ddp   # data-parallel on GPUs (or CPU processes)
 
 The first four stages build the frozen parts that the paper takes pretrained: a mel VAE
 (its latent space is where the music is generated), a HiFi-GAN vocoder (mel → waveform),
@@ -49,30 +49,34 @@ class Schedule:
 
 @dataclass
 class RunConfig:
-    """Everything that sizes a run; saved into every checkpoint."""
+    """Everything that sizes a run; saved into every checkpoint. The defaults are `--tiny`,
+    measured to fit in about an hour on a 2-core CPU (minutes on a GPU)."""
     seconds: float = 2.56           # clip length; 2.56 s = 256 mel frames = 256 flow tokens
-    num_clips: int = 1200           # training clips rendered from the built-in dataset
+    num_clips: int = 2400           # training clips rendered from the built-in dataset
     num_val_clips: int = 64         # held-out clips (the compositional "test" split) for metrics
     seed: int = 0
     preset: str = "tiny"            # transformer size, model.PRESETS
-    vae: Schedule = field(default_factory=lambda: Schedule(1500, 16, 1e-3))
-    vocoder: Schedule = field(default_factory=lambda: Schedule(3000, 8, 2e-4))
-    vocoder_warmup: int = 1500      # reconstruction-only steps before the discriminators join
+    objective: str = "rectified_flow"  # or "ddpm": the classic baseline, same network and budget
+    vae: Schedule = field(default_factory=lambda: Schedule(1500, 16, 2e-3))
+    vae_crop_frames: int = 64       # the VAE trains on random 64-frame windows
+    vocoder: Schedule = field(default_factory=lambda: Schedule(2900, 8, 2e-3))
+    vocoder_warmup: int = 2800      # reconstruction-only steps before the discriminators join
+    vocoder_gan_lr: float = 2e-4    # HiFi-GAN's own rate for the adversarial phase
     vocoder_segment: int = 8320     # samples per vocoder training crop (52 frames)
-    clap: Schedule = field(default_factory=lambda: Schedule(1200, 64, 5e-4))
-    t5: Schedule = field(default_factory=lambda: Schedule(1200, 64, 1e-3))
-    flow: Schedule = field(default_factory=lambda: Schedule(3000, 16, 5e-4))
+    clap: Schedule = field(default_factory=lambda: Schedule(600, 64, 2e-3))
+    t5: Schedule = field(default_factory=lambda: Schedule(700, 64, 2e-3))
+    flow: Schedule = field(default_factory=lambda: Schedule(2500, 16, 1e-3))
     caption_dropout: float = 0.1
     ema_decay: float = 0.999
     save_every: int = 200
-    sample_every: int = 1000        # flow samples written as training goes (0: never)
+    sample_every: int = 500         # flow samples written as training goes (0: never)
     sample_steps: int = 25
 
 
 TINY = RunConfig()
-SMOKE = RunConfig(num_clips=12, num_val_clips=4, vae=Schedule(3, 4, 1e-3), vocoder=Schedule(4, 2, 2e-4),
-                  vocoder_warmup=2, clap=Schedule(3, 4, 5e-4), t5=Schedule(3, 4, 1e-3),
-                  flow=Schedule(6, 4, 5e-4), save_every=2, sample_every=4, sample_steps=2)
+SMOKE = RunConfig(num_clips=12, num_val_clips=4, vae=Schedule(3, 4, 1e-3), vae_crop_frames=32,
+                  vocoder=Schedule(4, 2, 2e-4), vocoder_warmup=2, clap=Schedule(3, 4, 5e-4),
+                  t5=Schedule(3, 4, 1e-3), flow=Schedule(6, 4, 5e-4), save_every=2, sample_every=4, sample_steps=2)
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -137,6 +141,10 @@ def restore(job, checkpoint, path):
     if checkpoint["config"] != asdict(job.model.config):
         raise CheckpointError(f"{path} was trained with config {checkpoint['config']}, not this run's "
                               f"{asdict(job.model.config)}; use the same --preset/--tiny/--smoke, or another --run")
+    trained_objective = checkpoint.get("run_config", {}).get("objective", "rectified_flow")
+    if trained_objective != job.run_config.objective:
+        raise CheckpointError(f"{path} was trained with --objective {trained_objective}; pass the same "
+                              f"--objective to resume it, or use another --run")
     job.model.load_state_dict(checkpoint["model"])
     if job.ema is not None and checkpoint.get("ema") is not None:
         job.ema.load_state_dict(checkpoint["ema"])
@@ -167,7 +175,7 @@ def run_stage(name, context, world, stop_state):
     for step in bar:
         for optimizer in job.optimizers.values():
             for group in optimizer.param_groups:
-                group["lr"] = job.schedule.lr * learning_rate_factor(step, job.schedule.steps)
+                group["lr"] = job.learning_rate(step)
         logs = job.train_step(step)
         if not all(math.isfinite(v) for v in logs.values()):
             raise Diverged(f"[{name}] loss became {logs} at step {step}; kept the last good checkpoint "
@@ -195,16 +203,6 @@ def run_stage(name, context, world, stop_state):
         print(f"[{name}] done in {metrics['train_seconds']:.0f} s: "
               + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
     return metrics
-
-
-def learning_rate_factor(step, steps, warmup_fraction=0.05, floor=0.1):
-    """Linear warm-up (Adam's early moment estimates are noisy), then cosine decay to 10%.
-    A pure function of the step, so a resumed run follows the same schedule."""
-    warmup = max(1, int(steps * warmup_fraction))
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
-    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def write_loss_curve(run_dir, name, history):
@@ -249,13 +247,17 @@ def parse_args(argv=None):
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--tiny", action="store_true", help="the laptop/CPU-sized pipeline (default)")
     size.add_argument("--smoke", action="store_true", help="a few steps of every stage on a few clips (tests)")
-    parser.add_argument("--run", default=None, help="run directory (default runs/tiny, or runs/smoke with --smoke)")
+    parser.add_argument("--run", "--run-dir", dest="run", default=None,
+                        help="run directory (default runs/tiny, or runs/smoke with --smoke); under torchrun "
+                             "spell it --run-dir, since torchrun reads --run as its own --run-path")
     parser.add_argument("--stage", choices=STAGES, help="train only this stage")
     parser.add_argument("--data", help="folder of your own audio files with captions (metadata.jsonl or .txt)")
     parser.add_argument("--preset", default="tiny", help="transformer size: tiny, small, base, large, giant")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--flow-steps", type=positive_int, help="override the flow stage's step count")
+    parser.add_argument("--objective", choices=["rectified_flow", "ddpm"], default="rectified_flow",
+                        help="the flow stage's training objective (ddpm: the classic ε-prediction baseline)")
     args = parser.parse_args(argv)
     if args.run is None:
         args.run = "runs/smoke" if args.smoke else "runs/tiny"
@@ -276,7 +278,7 @@ def positive_int(text):
 
 def make_run_config(args):
     config = SMOKE if args.smoke else TINY
-    config = replace(config, seed=args.seed, preset=args.preset)
+    config = replace(config, seed=args.seed, preset=args.preset, objective=args.objective)
     if args.flow_steps:
         config = replace(config, flow=replace(config.flow, steps=args.flow_steps))
     return config

@@ -74,6 +74,12 @@ def kl_divergence(mean, logvar):
     return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).mean()
 
 
+def sample_posterior(mean, logvar, noise=None):
+    """The reparameterisation trick: z = mean + sigma * noise, differentiable in mean and logvar."""
+    noise = torch.randn_like(mean) if noise is None else noise
+    return mean + (0.5 * logvar).exp() * noise
+
+
 class ResBlock(nn.Module):
     """x + conv(SiLU(GroupNorm(conv(SiLU(GroupNorm(x)))))): the width never changes inside a block."""
 
@@ -165,7 +171,7 @@ class VAE(nn.Module):
         """(B, T, 64) log-mel -> (B, C, T/4, 16) latent with unit variance (times scale_factor).
         The posterior mean by default (deterministic); a draw from q(z | x) with sample=True."""
         mean, logvar = self.posterior(mel)
-        z = mean + (0.5 * logvar).exp() * torch.randn_like(mean) if sample else mean
+        z = sample_posterior(mean, logvar) if sample else mean
         return z * self.scale_factor
 
     def decode(self, latent):
@@ -176,10 +182,11 @@ class VAE(nn.Module):
                              f"{self.config.downsample}, {f}), got {tuple(latent.shape)}")
         return self.decode_unscaled(latent / self.scale_factor)
 
-    def loss(self, mel):
-        """(loss, logs) for a batch of log-mels: L1 reconstruction + kl_weight * KL."""
+    def loss(self, mel, noise=None):
+        """(loss, logs) for a batch of log-mels: L1 reconstruction + kl_weight * KL.
+        `noise` (shaped like the latent) fixes the posterior draw; default: fresh N(0, I)."""
         mean, logvar = self.posterior(mel)
-        z = mean + (0.5 * logvar).exp() * torch.randn_like(mean)
+        z = sample_posterior(mean, logvar, noise)
         l1 = (self.decode_unscaled(z) - mel).abs().mean()
         kl = kl_divergence(mean, logvar)
         return l1 + self.config.kl_weight * kl, {"l1": l1.item(), "kl": kl.item()}
