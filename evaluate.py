@@ -67,10 +67,10 @@ import torch.nn.functional as F
 from common import CheckpointError, load_checkpoint, pick_device, save_checkpoint
 from data import INSTRUMENTS, MODES, N_MELS, SAMPLE_RATE, TEMPOS, MelSpectrogram, SynthMusicDataset, render_clip
 from pipeline import Pipeline, stage_path, train_command
+from sample import DEFAULT_CFG
 
 ATTRIBUTES = {"instrument": INSTRUMENTS, "tempo": tuple(TEMPOS), "mode": MODES, "drums": (False, True)}
 CHANCE = {name: 1 / len(values) for name, values in ATTRIBUTES.items()}
-DEFAULT_CFG = 4.0  # the same default as sample.py
 ROWS = ("real test clips", "VAE+vocoder reconstruction", "generated")
 
 

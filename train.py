@@ -59,8 +59,8 @@ class RunConfig:
     objective: str = "rectified_flow"  # or "ddpm": the classic baseline, same network and budget
     vae: Schedule = field(default_factory=lambda: Schedule(1500, 16, 2e-3))
     vae_crop_frames: int = 64       # the VAE trains on random 64-frame windows
-    vocoder: Schedule = field(default_factory=lambda: Schedule(2900, 8, 2e-3))
-    vocoder_warmup: int = 2800      # reconstruction-only steps before the discriminators join
+    vocoder: Schedule = field(default_factory=lambda: Schedule(1900, 8, 2e-3))
+    vocoder_warmup: int = 1800      # reconstruction-only steps before the discriminators join
     vocoder_gan_lr: float = 2e-4    # HiFi-GAN's own rate for the adversarial phase
     vocoder_segment: int = 8320     # samples per vocoder training crop (52 frames)
     clap: Schedule = field(default_factory=lambda: Schedule(600, 64, 2e-3))

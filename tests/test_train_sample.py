@@ -197,3 +197,23 @@ def test_train_rejects_bad_arguments(tmp_path):
     assert result.returncode == 2 and "no such folder" in error_line(result)
     result = run("train.py", "--smoke", "--preset", "huge", check=False)
     assert result.returncode == 2 and "choose one of" in error_line(result)
+
+
+def test_ddpm_objective_trains_and_samples_with_ddim_only(smoke_run, tmp_path):
+    run_dir = str(tmp_path / "ddpm")
+    copy_frozen_stages(smoke_run[0], run_dir)
+    run("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--objective", "ddpm", "--device", "cpu")
+    assert load_checkpoint(os.path.join(run_dir, "flow.pt"))["run_config"]["objective"] == "ddpm"
+    out = str(tmp_path / "ddpm.wav")
+    run("sample.py", "--run", run_dir, "--out", out, "--steps", "3", "--seconds", "0.64", "--device", "cpu")
+    audio, _ = soundfile.read(out)
+    assert len(audio) == 64 * 160 and abs(audio).max() > 0
+    result = run("sample.py", "--run", run_dir, "--sampler", "heun", "--steps", "2", "--device", "cpu", check=False)
+    assert "does not fit a ddpm model" in error_line(result)
+    # a rectified-flow checkpoint cannot be resumed as a DDPM run
+    unfinished = {**load_checkpoint(os.path.join(smoke_run[0], "flow.pt")), "done": False, "step": 1, "extra": {},
+                  "optimizers": {"main": None}, "rng": torch.get_rng_state()}
+    torch.save(unfinished, os.path.join(run_dir, "flow.pt"))
+    result = run("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--objective", "ddpm",
+                 "--device", "cpu", check=False)
+    assert "--objective rectified_flow" in error_line(result)
