@@ -57,14 +57,14 @@ class RunConfig:
     seed: int = 0
     preset: str = "tiny"            # transformer size, model.PRESETS
     objective: str = "rectified_flow"  # or "ddpm": the classic baseline, same network and budget
-    vae: Schedule = field(default_factory=lambda: Schedule(1500, 16, 2e-3))
+    vae: Schedule = field(default_factory=lambda: Schedule(1200, 16, 2e-3))
     vae_crop_frames: int = 64       # the VAE trains on random 64-frame windows
     vocoder: Schedule = field(default_factory=lambda: Schedule(1900, 8, 2e-3))
     vocoder_warmup: int = 1800      # reconstruction-only steps before the discriminators join
     vocoder_gan_lr: float = 2e-4    # HiFi-GAN's own rate for the adversarial phase
     vocoder_segment: int = 8320     # samples per vocoder training crop (52 frames)
     clap: Schedule = field(default_factory=lambda: Schedule(600, 64, 2e-3))
-    t5: Schedule = field(default_factory=lambda: Schedule(700, 64, 2e-3))
+    t5: Schedule = field(default_factory=lambda: Schedule(600, 64, 2e-3))
     flow: Schedule = field(default_factory=lambda: Schedule(2500, 16, 1e-3))
     caption_dropout: float = 0.1
     ema_decay: float = 0.999
