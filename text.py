@@ -442,12 +442,15 @@ def zero_shot_accuracy(clap, audio_emb, attributes, prompts=ATTRIBUTE_PROMPTS):
 
 @torch.no_grad()
 def clap_metrics(clap, captions, mels, attributes, chunk=64):
-    """Held-out report: text->audio R@1/R@5 with their chance levels, and zero-shot accuracy per attribute."""
+    """Held-out report: text->audio R@1/R@5 with their chance levels, and zero-shot accuracy per
+    attribute when the clips have known attributes (the built-in dataset; not your own folder)."""
     text_emb = torch.cat([clap.embed_text(captions[i:i + chunk]) for i in range(0, len(captions), chunk)])
     audio_emb = torch.cat([clap.embed_audio(m) for m in mels.split(chunk)])
     metrics = retrieval_metrics(text_emb, audio_emb)
     metrics.update({f"chance_R@{k}": min(k / len(captions), 1.0) for k in (1, 5)})
-    metrics.update({f"zero_shot_{name}": acc for name, acc in zero_shot_accuracy(clap, audio_emb, attributes).items()})
+    if all(a is not None for a in attributes):
+        metrics.update({f"zero_shot_{name}": acc
+                        for name, acc in zero_shot_accuracy(clap, audio_emb, attributes).items()})
     return metrics
 
 
