@@ -125,7 +125,7 @@ class Pipeline:
         model_fn = lambda z, t, c: self.flow_model.velocity(z, t, c["txt"], c["txt_mask"], c["y"])
         velocity_fn = flow.guided_velocity_fn(model_fn, cond, uncond, cfg)  # for DDPM the output is ε
         if sampler == "ddim":
-            return flow.ddim_sample(velocity_fn, noise, steps=steps, alphas_cumprod=flow.ddpm_schedule())
+            return flow.ddim_sample(velocity_fn, noise, steps=steps)
         return flow.sample(velocity_fn, noise, steps=steps, sampler=sampler, shift=shift)
 
     @torch.no_grad()

@@ -330,8 +330,8 @@ class FlowStage(Stage):
                                "vec_in_dim": self.cache["y"].shape[-1]})
         self.model = FluxMusic(config).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
-        loss_fn = ddpm_loss if self.run_config.objective == "ddpm" else velocity_loss
-        self.objective = distributed(Objective(self.model, loss_fn), context.world)
+        self.loss_fn = ddpm_loss if self.run_config.objective == "ddpm" else velocity_loss
+        self.objective = distributed(Objective(self.model, self.loss_fn), context.world)
         self.optimizers["main"] = self.adamw(self.model, weight_decay=0.0)
         autocast = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast)
@@ -413,8 +413,7 @@ class FlowStage(Stage):
         generator = torch.Generator().manual_seed(0)
         noise = torch.randn(x0.shape, generator=generator).to(self.device)
         t = torch.linspace(0.05, 0.95, len(x0)).to(self.device)
-        loss_fn = ddpm_loss if self.run_config.objective == "ddpm" else velocity_loss
-        loss = loss_fn(self.ema, x0, noise, t, cond["txt"], cond["txt_mask"], cond["y"])
+        loss = self.loss_fn(self.ema, x0, noise, t, cond["txt"], cond["txt_mask"], cond["y"])
         return {"val_flow_loss": loss.item()}
 
 

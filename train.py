@@ -50,7 +50,7 @@ class Schedule:
 @dataclass
 class RunConfig:
     """Everything that sizes a run; saved into every checkpoint. The defaults are `--tiny`,
-    measured to fit in about an hour on a 2-core CPU (minutes on a GPU)."""
+    measured to fit in about an hour on a 2-core CPU."""
     seconds: float = 2.56           # clip length; 2.56 s = 256 mel frames = 256 flow tokens
     num_clips: int = 2400           # training clips rendered from the built-in dataset
     num_val_clips: int = 64         # held-out clips (the compositional "test" split) for metrics
