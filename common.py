@@ -25,7 +25,10 @@ class CheckpointError(RuntimeError):
 def pick_device(name=None):
     """CUDA, then Apple MPS, then CPU, unless ``name`` ('cpu', 'cuda', 'cuda:1', 'mps') says."""
     if name:
-        device = torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise ValueError(f"--device {name} is not a device name; use cpu, cuda, cuda:1 or mps") from None
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"--device {name} asked for CUDA but none is available; use --device cpu")
         if device.type == "mps" and not torch.backends.mps.is_available():

@@ -32,22 +32,24 @@ MODEL_CLASSES = {"vae": (VAE, VAEConfig), "vocoder": (HiFiGAN, HiFiGANConfig), "
                  "t5": (T5Encoder, T5Config), "flow": (FluxMusic, FluxMusicConfig)}
 LATENT_CHANNELS, TIME_DOWN, MEL_BINS_DOWN = 8, 4, 16
 FRAMES_MULTIPLE = TIME_DOWN * 2  # the VAE halves time twice, then the 2x2 patching once more
+MAX_SECONDS = 60  # 6,000 music tokens; the paper's clips are 10 s
 
 
 def stage_path(run_dir, stage):
     return os.path.join(run_dir, f"{stage}.pt")
 
 
-def train_command(run_dir, stage):
-    """The command that makes a stage's checkpoint, for error messages."""
+def train_command(run_dir, stage=None):
+    """The command that makes a stage's checkpoint (without a stage: every missing one, since
+    finished stages are skipped), for error messages."""
     run_flag = "" if os.path.normpath(run_dir) == os.path.normpath("runs/tiny") else f" --run {run_dir}"
-    return f"python train.py --tiny{run_flag} --stage {stage}"
+    return f"python train.py --tiny{run_flag}" + (f" --stage {stage}" if stage else "")
 
 
 def load_stage(run_dir, stage, device="cpu", return_checkpoint=False):
     """Rebuild one trained part from its checkpoint (eval mode, frozen)."""
     path = stage_path(run_dir, stage)
-    checkpoint = load_checkpoint(path, made_by=train_command(run_dir, stage))
+    checkpoint = load_checkpoint(path, made_by=train_command(run_dir))
     if not checkpoint.get("done"):
         raise CheckpointError(f"{path} is an unfinished training checkpoint: run `{train_command(run_dir, stage)}` "
                               f"to finish it (it resumes from step {checkpoint.get('step', 0)})")
@@ -145,6 +147,9 @@ def frames_for(seconds):
     if frames < FRAMES_MULTIPLE:
         raise ValueError(f"--seconds {seconds} is too short: the shortest clip is "
                          f"{FRAMES_MULTIPLE * HOP / SAMPLE_RATE:.2f} s")
+    if seconds > MAX_SECONDS:  # attention's cost grows with the square of the token count
+        raise ValueError(f"--seconds {seconds} is too long: at most {MAX_SECONDS} s per clip "
+                         f"({MAX_SECONDS * 100} tokens); generate several clips instead")
     return frames
 
 

@@ -332,6 +332,8 @@ class FlowStage(Stage):
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.loss_fn = ddpm_loss if self.run_config.objective == "ddpm" else velocity_loss
         self.objective = distributed(Objective(self.model, self.loss_fn), context.world)
+        if self.run_config.compile:  # fuses the many small ops of a narrow model; weights stay shared
+            self.objective = torch.compile(self.objective)
         self.optimizers["main"] = self.adamw(self.model, weight_decay=0.0)
         autocast = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast)

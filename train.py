@@ -71,6 +71,7 @@ class RunConfig:
     save_every: int = 200
     sample_every: int = 500         # flow samples written as training goes (0: never)
     sample_steps: int = 25
+    compile: bool = False           # torch.compile the flow step: ~2x faster, after a one-off compile
 
 
 TINY = RunConfig()
@@ -258,6 +259,8 @@ def parse_args(argv=None):
     parser.add_argument("--flow-steps", type=positive_int, help="override the flow stage's step count")
     parser.add_argument("--objective", choices=["rectified_flow", "ddpm"], default="rectified_flow",
                         help="the flow stage's training objective (ddpm: the classic ε-prediction baseline)")
+    parser.add_argument("--compile", action="store_true",
+                        help="torch.compile the flow stage (about 2x faster steps; needs a C++ compiler on CPU)")
     args = parser.parse_args(argv)
     if args.run is None:
         args.run = "runs/smoke" if args.smoke else "runs/tiny"
@@ -278,7 +281,7 @@ def positive_int(text):
 
 def make_run_config(args):
     config = SMOKE if args.smoke else TINY
-    config = replace(config, seed=args.seed, preset=args.preset, objective=args.objective)
+    config = replace(config, seed=args.seed, preset=args.preset, objective=args.objective, compile=args.compile)
     if args.flow_steps:
         config = replace(config, flow=replace(config.flow, steps=args.flow_steps))
     return config
@@ -286,7 +289,11 @@ def make_run_config(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    world = setup_world(args.device)
+    try:
+        world = setup_world(args.device)
+    except ValueError as error:
+        print(str(error), file=sys.stderr)
+        sys.exit(1)
     config = make_run_config(args)
     os.makedirs(args.run, exist_ok=True)
     torch.manual_seed(config.seed + world.rank)

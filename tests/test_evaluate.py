@@ -170,6 +170,9 @@ def test_evaluate_cli_writes_metrics_and_reuses_its_classifier(smoke_run):
     assert set(metrics["attribute_accuracy"]) == set(ATTRIBUTES)
     assert set(metrics["rows"]) == set(evaluate.ROWS)
     assert metrics["chance"]["instrument"] == pytest.approx(1 / 6)
+    # held-out accuracy on clean clips and on their Griffin-Lim copies, which it was also trained on
+    assert set(metrics["classifier_test_accuracy"]) == {"clean", "griffin_lim"}
+    assert set(metrics["classifier_test_accuracy"]["griffin_lim"]) == set(ATTRIBUTES)
     assert metrics["settings"]["steps"] == 2 and metrics["settings"]["num"] == 4
     assert "| generated (euler, 2 steps, cfg 4) |" in result.stdout
 

@@ -159,7 +159,8 @@ def test_ddp_on_two_cpu_processes_matches_one_process(smoke_run, tmp_path):
 def test_missing_run_says_which_command_makes_it(tmp_path):
     result = run("sample.py", "--run", str(tmp_path / "nothing"), check=False)
     line = error_line(result)
-    assert result.returncode == 1 and "python train.py" in line and "no checkpoint" in line
+    assert result.returncode == 1 and "no checkpoint" in line
+    assert f"`python train.py --tiny --run {tmp_path / 'nothing'}`" in line  # every stage, not just the first
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -178,6 +179,10 @@ def test_corrupt_checkpoint_is_a_one_line_error(smoke_run, tmp_path):
     (["--seconds", "0"], "positive number"),
     (["--sampler", "rk4"], "invalid choice"),
     (["--seconds", "0.01"], "too short"),
+    (["--seconds", "-1"], "positive number"),
+    (["--seconds", "1000"], "too long"),
+    (["--device", "tpu"], "not a device name"),
+    (["--out", "song.mp3"], "writes WAV files"),
     (["--prompts-file", "/no/such/file.txt"], "no such file"),
 ])
 def test_sample_rejects_bad_arguments(smoke_run, args, message):
@@ -197,6 +202,8 @@ def test_train_rejects_bad_arguments(tmp_path):
     assert result.returncode == 2 and "no such folder" in error_line(result)
     result = run("train.py", "--smoke", "--preset", "huge", check=False)
     assert result.returncode == 2 and "choose one of" in error_line(result)
+    result = run("train.py", "--smoke", "--run", str(tmp_path / "run"), "--device", "tpu", check=False)
+    assert result.returncode == 1 and "not a device name" in error_line(result)
 
 
 def test_ddpm_objective_trains_and_samples_with_ddim_only(smoke_run, tmp_path):
@@ -236,3 +243,16 @@ def test_own_audio_folder_trains_and_samples(tmp_path):
     out = str(tmp_path / "own.wav")
     run("sample.py", "--run", run_dir, "--steps", "2", "--seconds", "0.64", "--out", out, "--device", "cpu")
     assert len(soundfile.read(out)[0]) == 64 * 160
+
+
+def test_compiled_flow_stage_trains_the_same_weights(smoke_run, tmp_path):
+    eager, compiled = str(tmp_path / "eager"), str(tmp_path / "compiled")
+    for run_dir, flags in ((eager, []), (compiled, ["--compile"])):
+        copy_frozen_stages(smoke_run[0], run_dir)
+        run("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--device", "cpu", *flags)
+    a = load_checkpoint(os.path.join(eager, "flow.pt"))
+    b = load_checkpoint(os.path.join(compiled, "flow.pt"))
+    assert b["run_config"]["compile"] and not a["run_config"]["compile"]
+    assert a["model"].keys() == b["model"].keys()  # saved without torch.compile's "_orig_mod." prefix
+    for name in a["model"]:  # fused kernels only change float rounding
+        torch.testing.assert_close(a["model"][name], b["model"][name], rtol=1e-3, atol=1e-4)
