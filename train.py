@@ -253,7 +253,7 @@ def parse_args(argv=None):
                              "spell it --run-dir, since torchrun reads --run as its own --run-path")
     parser.add_argument("--stage", choices=STAGES, help="train only this stage")
     parser.add_argument("--data", help="folder of your own audio files with captions (metadata.jsonl or .txt)")
-    parser.add_argument("--preset", default="tiny", help="transformer size: tiny, small, base, large, giant")
+    parser.add_argument("--preset", default="tiny", help="transformer size: tiny (default), tiny-narrow, tiny-wide, small, base, large, giant")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 or mps (default: the best available)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--flow-steps", type=positive_int, help="override the flow stage's step count")
