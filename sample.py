@@ -20,13 +20,12 @@ import warnings
 import torch
 
 from common import CheckpointError, pick_device
-from data import save_wav
+from data import AUDIO_EXTENSIONS, save_wav
 from pipeline import Pipeline, frames_for
 
 DEFAULT_PROMPT = "A slow, melancholic piano piece in a minor key, without drums."
 DEFAULT_CFG = 4.0  # chosen by measurement: see README's guidance-scale table
 MAX_PROMPT_BYTES = 128
-OTHER_AUDIO_EXTENSIONS = {".mp3", ".flac", ".ogg", ".opus", ".m4a", ".aac", ".aif", ".aiff"}
 
 
 def positive_int(text):
@@ -100,8 +99,7 @@ def output_paths(args, prompts):
             raise ValueError(f"--out {args.out} is one file but there are {len(prompts)} prompts; "
                              f"give a folder instead")
         return [args.out]
-    extension = os.path.splitext(args.out or "")[1].lower()
-    if extension in OTHER_AUDIO_EXTENSIONS:
+    if os.path.splitext(args.out or "")[1].lower() in AUDIO_EXTENSIONS:  # .wav returned above
         raise ValueError(f"--out {args.out}: sample.py writes WAV files; give a .wav name or a folder")
     folder = args.out or "samples"
     return [os.path.join(folder, f"{i:02d}_{slug(p)}_seed{args.seed}.wav") for i, p in enumerate(prompts)]

@@ -290,18 +290,14 @@ def make_run_config(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        world = setup_world(args.device)
-    except ValueError as error:
-        print(str(error), file=sys.stderr)
-        sys.exit(1)
     config = make_run_config(args)
-    os.makedirs(args.run, exist_ok=True)
-    torch.manual_seed(config.seed + world.rank)
-    stop_state = install_ctrl_c_handler()
     todo = [args.stage] if args.stage else list(STAGES)
     timings = {}
     try:
+        world = setup_world(args.device)
+        os.makedirs(args.run, exist_ok=True)
+        torch.manual_seed(config.seed + world.rank)
+        stop_state = install_ctrl_c_handler()
         context = stages.Context(args.run, config, args.data, world)
         for name in todo:
             start = time.time()
