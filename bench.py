@@ -44,10 +44,10 @@ import torch.nn.functional as F
 
 import flow
 from blocks import TIME_EMBED_DIM
-from common import CheckpointError, pick_device, save_checkpoint
+from common import MODEL_CLASSES, STAGES, CheckpointError, pick_device, save_checkpoint
 from data import save_wav
 from model import PRESETS, FluxMusic
-from pipeline import MODEL_CLASSES, STAGES, Pipeline, frames_for
+from pipeline import Pipeline, frames_for
 
 # (music seconds, text tokens) of a training sample: 2.56 s is 256 music tokens; a caption is ~64 bytes
 TRAIN_SECONDS, TEXT_TOKENS = 2.56, 64

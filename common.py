@@ -1,8 +1,12 @@
-"""Shared plumbing: device choice and crash-safe checkpoint files.
+"""Shared plumbing: device choice, crash-safe checkpoint files, and the checkpoint contract.
 
-Every stage of the project saves and loads checkpoints the same way, so the rules live here
-once:
+Training (`train.py`, `stages.py`) writes one checkpoint per stage and inference
+(`pipeline.py`, `evaluate.py`, `bench.py`) reads them back, so what a checkpoint holds and how
+it is written live here once:
 
+* a run folder holds one file per stage, `<run>/<stage>.pt`, for the stages in `STAGES`;
+  each stores its model's config, so `load_stage` rebuilds the model exactly (`MODEL_CLASSES`),
+  whatever preset made it; `checkpoint_dict` is the one place that lays a checkpoint out;
 * a checkpoint is written to a temporary file beside its target and then renamed over it.
   A rename within one directory is atomic on POSIX and Windows, so a crash (or Ctrl-C) in
   the middle of a save leaves the previous good file untouched, never half a file;
@@ -12,10 +16,22 @@ once:
   command makes it, never a bare traceback.
 """
 
+import argparse
 import os
 import tempfile
+from dataclasses import asdict
 
 import torch
+
+from model import FluxMusic, FluxMusicConfig
+from text import CLAP, CLAPConfig, T5Config, T5Encoder
+from vae import VAE, VAEConfig
+from vocoder import HiFiGAN, HiFiGANConfig
+
+STAGES = ("vae", "vocoder", "clap", "t5", "flow")  # training order: each may use the ones before it
+# Each checkpoint's model class and config class, so a checkpoint rebuilds its own model.
+MODEL_CLASSES = {"vae": (VAE, VAEConfig), "vocoder": (HiFiGAN, HiFiGANConfig), "clap": (CLAP, CLAPConfig),
+                 "t5": (T5Encoder, T5Config), "flow": (FluxMusic, FluxMusicConfig)}
 
 
 class CheckpointError(RuntimeError):
@@ -71,3 +87,58 @@ def load_checkpoint(path, made_by="python train.py --tiny", map_location="cpu"):
         raise CheckpointError(
             f"checkpoint {path} is unreadable ({first_line}); delete it and rerun `{made_by}`"
         ) from None
+
+
+# ----------------------------------------------------------------------------- the checkpoint contract
+
+def stage_path(run_dir, stage):
+    return os.path.join(run_dir, f"{stage}.pt")
+
+
+def train_command(run_dir, stage=None):
+    """The command that makes a stage's checkpoint (without a stage: every missing one, since
+    finished stages are skipped), for error messages."""
+    run_flag = "" if os.path.normpath(run_dir) == os.path.normpath("runs/tiny") else f" --run {run_dir}"
+    return f"python train.py --tiny{run_flag}" + (f" --stage {stage}" if stage else "")
+
+
+def checkpoint_dict(stage, model, step, done, run_config, history=(), ema=None, metrics=None, **training_state):
+    """A stage's checkpoint: what `load_stage` needs (config, weights, EMA weights, done) plus the
+    run's settings, the loss history and, while training, whatever resuming needs
+    (`training_state`: optimisers, extra modules, RNG)."""
+    return {"stage": stage, "done": done, "step": step, "config": asdict(model.config),
+            "model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+            "history": list(history), "metrics": metrics or {}, "run_config": run_config, **training_state}
+
+
+def load_stage(run_dir, stage, device="cpu", return_checkpoint=False):
+    """Rebuild one trained part from its checkpoint (eval mode, frozen)."""
+    path = stage_path(run_dir, stage)
+    checkpoint = load_checkpoint(path, made_by=train_command(run_dir))
+    if not checkpoint.get("done"):
+        raise CheckpointError(f"{path} is an unfinished training checkpoint: run `{train_command(run_dir, stage)}` "
+                              f"to finish it (it resumes from step {checkpoint.get('step', 0)})")
+    model_class, config_class = MODEL_CLASSES[stage]
+    config = config_class(**checkpoint["config"])
+    model = model_class(config)
+    weights = checkpoint.get("ema") or checkpoint["model"]  # EMA weights are the ones to sample with
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path} does not match its stored config {config} "
+                              f"({str(error).splitlines()[0]}); retrain with `{train_command(run_dir, stage)}`") from None
+    model = model.to(device).eval().requires_grad_(False)
+    return (model, checkpoint) if return_checkpoint else model
+
+
+# ----------------------------------------------------------------------------- command-line types
+
+def positive_int(text):
+    """argparse type: an integer >= 1, or a one-line usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value

@@ -67,9 +67,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import CheckpointError, load_checkpoint, pick_device, save_checkpoint
+from common import CheckpointError, load_checkpoint, pick_device, save_checkpoint, stage_path, train_command
 from data import INSTRUMENTS, MODES, N_MELS, SAMPLE_RATE, TEMPOS, MelSpectrogram, SynthMusicDataset, render_clip
-from pipeline import Pipeline, stage_path, train_command
+from pipeline import Pipeline
 from sample import DEFAULT_CFG
 from vocoder import griffin_lim
 

@@ -15,55 +15,17 @@ vae.pt, vocoder.pt, clap.pt, t5.pt, flow.pt. Every checkpoint stores the config 
 trained with, so the models are rebuilt exactly, whatever preset made them.
 """
 
-import os
 import torch
 
 import flow
-from common import CheckpointError, load_checkpoint
+from common import CheckpointError, load_stage, train_command
 from data import HOP, SAMPLE_RATE
-from model import FluxMusic, FluxMusicConfig
-from text import CLAP, ByteTokenizer, CLAPConfig, T5Config, T5Encoder
-from vae import VAE, VAEConfig
-from vocoder import HiFiGAN, HiFiGANConfig, griffin_lim
+from text import ByteTokenizer
+from vocoder import griffin_lim
 
-STAGES = ("vae", "vocoder", "clap", "t5", "flow")
-# Each checkpoint's model class and config class, so a checkpoint rebuilds its own model.
-MODEL_CLASSES = {"vae": (VAE, VAEConfig), "vocoder": (HiFiGAN, HiFiGANConfig), "clap": (CLAP, CLAPConfig),
-                 "t5": (T5Encoder, T5Config), "flow": (FluxMusic, FluxMusicConfig)}
 LATENT_CHANNELS, TIME_DOWN, MEL_BINS_DOWN = 8, 4, 16
 FRAMES_MULTIPLE = TIME_DOWN * 2  # the VAE halves time twice, then the 2x2 patching once more
 MAX_SECONDS = 60  # 6,000 music tokens; the paper's clips are 10 s
-
-
-def stage_path(run_dir, stage):
-    return os.path.join(run_dir, f"{stage}.pt")
-
-
-def train_command(run_dir, stage=None):
-    """The command that makes a stage's checkpoint (without a stage: every missing one, since
-    finished stages are skipped), for error messages."""
-    run_flag = "" if os.path.normpath(run_dir) == os.path.normpath("runs/tiny") else f" --run {run_dir}"
-    return f"python train.py --tiny{run_flag}" + (f" --stage {stage}" if stage else "")
-
-
-def load_stage(run_dir, stage, device="cpu", return_checkpoint=False):
-    """Rebuild one trained part from its checkpoint (eval mode, frozen)."""
-    path = stage_path(run_dir, stage)
-    checkpoint = load_checkpoint(path, made_by=train_command(run_dir))
-    if not checkpoint.get("done"):
-        raise CheckpointError(f"{path} is an unfinished training checkpoint: run `{train_command(run_dir, stage)}` "
-                              f"to finish it (it resumes from step {checkpoint.get('step', 0)})")
-    model_class, config_class = MODEL_CLASSES[stage]
-    config = config_class(**checkpoint["config"])
-    model = model_class(config)
-    weights = checkpoint.get("ema") or checkpoint["model"]  # EMA weights are the ones to sample with
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:
-        raise CheckpointError(f"{path} does not match its stored config {config} "
-                              f"({str(error).splitlines()[0]}); retrain with `{train_command(run_dir, stage)}`") from None
-    model = model.to(device).eval().requires_grad_(False)
-    return (model, checkpoint) if return_checkpoint else model
 
 
 class Pipeline:

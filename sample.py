@@ -19,20 +19,13 @@ import warnings
 
 import torch
 
-from common import CheckpointError, pick_device
+from common import CheckpointError, pick_device, positive_int
 from data import AUDIO_EXTENSIONS, save_wav
 from pipeline import Pipeline, frames_for
 
 DEFAULT_PROMPT = "A slow, melancholic piano piece in a minor key, without drums."
 DEFAULT_CFG = 4.0  # chosen by measurement: see README's guidance-scale table
 MAX_PROMPT_BYTES = 128
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def non_negative_float(text):

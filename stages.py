@@ -31,10 +31,10 @@ import flow
 import text
 import vae as vae_lib
 import vocoder as vocoder_lib
-from common import load_checkpoint, save_checkpoint
+from common import load_checkpoint, load_stage, save_checkpoint
 from data import N_MELS, AudioFolderDataset, MelSpectrogram, SynthMusicDataset, save_wav
 from model import PRESETS, FluxMusic
-from pipeline import Pipeline, load_stage
+from pipeline import Pipeline
 
 
 # ----------------------------------------------------------------------------- data, once per run

@@ -21,7 +21,6 @@ Each stage also writes its loss curve as `<stage>_loss.csv` and `.png`.
 """
 
 import argparse
-import copy
 import csv
 import json
 import math
@@ -36,8 +35,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 import stages
-from common import CheckpointError, load_checkpoint, pick_device, save_checkpoint
-from pipeline import STAGES, stage_path, train_command
+from common import (STAGES, CheckpointError, load_checkpoint, pick_device, positive_int, save_checkpoint,
+                    stage_path)
 
 
 @dataclass
@@ -271,13 +270,6 @@ def parse_args(argv=None):
     if args.preset not in PRESETS:
         parser.error(f"--preset {args.preset}: choose one of {', '.join(PRESETS)}")
     return args
-
-
-def positive_int(text):
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def make_run_config(args):

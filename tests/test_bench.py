@@ -1,6 +1,5 @@
 """bench.py: the FLOP count, the explicit attention, the untrained stand-in run, and --quick end to end."""
 import json
-import os
 from dataclasses import replace
 
 import pytest
@@ -11,7 +10,7 @@ import bench
 import blocks
 from model import PRESETS, FluxMusic
 from pipeline import Pipeline
-from test_evaluate import run_script, smoke_run  # noqa: F401  (the session's shared smoke run)
+from conftest import run_script
 
 
 @pytest.mark.parametrize("config", [PRESETS["tiny"],
@@ -54,7 +53,7 @@ def test_untrained_run_loads_into_the_pipeline(tmp_path):
     assert mel.shape == (1, 8, 64) and audio.shape == (1, 8 * 160)
 
 
-def test_bench_quick_end_to_end(smoke_run, tmp_path):  # noqa: F811
+def test_bench_quick_end_to_end(smoke_run, tmp_path):
     out = tmp_path / "bench.json"
     result = run_script("bench.py", "--quick", "--run", smoke_run, "--device", "cpu", "--out", str(out))
     with open(out) as f:

@@ -2,8 +2,6 @@
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -13,25 +11,7 @@ from evaluate import (ATTRIBUTES, AttributeClassifier, ClassifierConfig, accurac
                       embedding_frechet_distance, frechet_distance, inception_score, joint_posterior,
                       kl_divergence)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SMOKE = {}  # one smoke run per test session, shared with test_bench.py (which imports smoke_run)
-
-
-def run_script(script, *args, check=True):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT, capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if check and result.returncode != 0:
-        raise AssertionError(f"{script} {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-@pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
-    if "run" not in _SMOKE:
-        run_dir = str(tmp_path_factory.mktemp("smoke") / "run")
-        run_script("train.py", "--smoke", "--run", run_dir, "--device", "cpu")
-        _SMOKE["run"] = run_dir
-    return _SMOKE["run"]
+from conftest import run_script
 
 
 # ----------------------------------------------------------------------------- Frechet distance

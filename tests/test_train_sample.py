@@ -11,25 +11,10 @@ import soundfile
 import torch
 
 from common import load_checkpoint
+from conftest import ROOT, run_script
 from vae import VAE, VAEConfig
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAGES = ("vae", "vocoder", "clap", "t5", "flow")
-
-
-def run(script, *args, check=True, timeout=300):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT, capture_output=True,
-                            text=True, timeout=timeout, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    if check and result.returncode != 0:
-        raise AssertionError(f"{script} {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    run_dir = str(tmp_path_factory.mktemp("smoke") / "run")
-    result = run("train.py", "--smoke", "--run", run_dir, "--device", "cpu")
-    return run_dir, result
 
 
 def copy_frozen_stages(src, dst):
@@ -45,8 +30,8 @@ def error_line(result):
     return lines[-1]
 
 
-def test_smoke_trains_every_stage(smoke_run):
-    run_dir, result = smoke_run
+def test_smoke_trains_every_stage(smoke_training):
+    run_dir, result = smoke_training
     for stage in STAGES:
         checkpoint = load_checkpoint(os.path.join(run_dir, f"{stage}.pt"))
         assert checkpoint["done"] and checkpoint["step"] == len(checkpoint["history"]) > 0
@@ -57,17 +42,17 @@ def test_smoke_trains_every_stage(smoke_run):
 
 
 def test_rerun_skips_finished_stages(smoke_run):
-    run_dir, _ = smoke_run
+    run_dir = smoke_run
     before = os.path.getmtime(os.path.join(run_dir, "vae.pt"))
-    result = run("train.py", "--smoke", "--run", run_dir, "--device", "cpu")
+    result = run_script("train.py", "--smoke", "--run", run_dir, "--device", "cpu")
     assert result.stdout.count("already trained") == len(STAGES)
     assert os.path.getmtime(os.path.join(run_dir, "vae.pt")) == before
 
 
 def test_sample_writes_wav_of_requested_length_and_png(smoke_run, tmp_path):
-    run_dir, _ = smoke_run
+    run_dir = smoke_run
     out = str(tmp_path / "clip.wav")
-    result = run("sample.py", "--run", run_dir, "--prompt", "A fast guitar tune with drums.", "--steps", "2",
+    result = run_script("sample.py", "--run", run_dir, "--prompt", "A fast guitar tune with drums.", "--steps", "2",
                  "--seconds", "1.28", "--out", out, "--device", "cpu")
     audio, rate = soundfile.read(out)
     assert rate == 16000 and len(audio) == 128 * 160
@@ -76,15 +61,15 @@ def test_sample_writes_wav_of_requested_length_and_png(smoke_run, tmp_path):
 
 
 def test_sample_is_deterministic_and_batch_independent(smoke_run, tmp_path):
-    run_dir, _ = smoke_run
+    run_dir = smoke_run
     common = ["--run", run_dir, "--steps", "2", "--device", "cpu", "--griffin-lim"]
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("A slow organ piece, no drums.\n\nA bright flute melody with a steady beat.\n")
-    run("sample.py", "--prompt", "A slow organ piece, no drums.", "--out", str(tmp_path / "a.wav"), *common)
-    run("sample.py", "--prompt", "A slow organ piece, no drums.", "--out", str(tmp_path / "b.wav"), *common)
-    run("sample.py", "--prompt", "A slow organ piece, no drums.", "--seed", "1", "--out", str(tmp_path / "c.wav"),
+    run_script("sample.py", "--prompt", "A slow organ piece, no drums.", "--out", str(tmp_path / "a.wav"), *common)
+    run_script("sample.py", "--prompt", "A slow organ piece, no drums.", "--out", str(tmp_path / "b.wav"), *common)
+    run_script("sample.py", "--prompt", "A slow organ piece, no drums.", "--seed", "1", "--out", str(tmp_path / "c.wav"),
         *common)
-    run("sample.py", "--prompts-file", str(prompts), "--out", str(tmp_path / "batch"), *common)
+    run_script("sample.py", "--prompts-file", str(prompts), "--out", str(tmp_path / "batch"), *common)
     a, b, c = (soundfile.read(str(tmp_path / f"{name}.wav"))[0] for name in "abc")
     batch = sorted(f for f in os.listdir(tmp_path / "batch") if f.endswith(".wav"))
     assert len(batch) == 2  # the blank line is ignored
@@ -96,7 +81,7 @@ def test_sample_is_deterministic_and_batch_independent(smoke_run, tmp_path):
 
 def test_interrupt_saves_and_resume_continues_the_step_count(smoke_run, tmp_path):
     run_dir = str(tmp_path / "resume")
-    copy_frozen_stages(smoke_run[0], run_dir)
+    copy_frozen_stages(smoke_run, run_dir)
     args = [sys.executable, os.path.join(ROOT, "train.py"), "--smoke", "--run", run_dir, "--stage", "flow",
             "--flow-steps", "100000", "--device", "cpu"]
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -115,7 +100,7 @@ def test_interrupt_saves_and_resume_continues_the_step_count(smoke_run, tmp_path
     assert not [f for f in os.listdir(run_dir) if f.startswith(".tmp")], "a temporary file was left behind"
 
     stop = saved["step"] + 3
-    result = run("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--flow-steps", str(stop),
+    result = run_script("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--flow-steps", str(stop),
                  "--device", "cpu")
     assert f"resuming at step {saved['step']}" in result.stdout
     final = load_checkpoint(flow_path)
@@ -124,12 +109,12 @@ def test_interrupt_saves_and_resume_continues_the_step_count(smoke_run, tmp_path
 
 def test_resume_with_another_preset_names_the_trained_config(smoke_run, tmp_path):
     run_dir = str(tmp_path / "mismatch")
-    copy_frozen_stages(smoke_run[0], run_dir)
-    finished = load_checkpoint(os.path.join(smoke_run[0], "flow.pt"))
+    copy_frozen_stages(smoke_run, run_dir)
+    finished = load_checkpoint(os.path.join(smoke_run, "flow.pt"))
     unfinished = {**finished, "done": False, "step": 1, "extra": {}, "optimizers": {"main": None},
                   "rng": torch.get_rng_state()}
     torch.save(unfinished, os.path.join(run_dir, "flow.pt"))
-    result = run("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--preset", "small",
+    result = run_script("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--preset", "small",
                  "--device", "cpu", check=False)
     line = error_line(result)
     assert "was trained with config" in line and "hidden_size': 128" in line and "--preset" in line
@@ -137,7 +122,7 @@ def test_resume_with_another_preset_names_the_trained_config(smoke_run, tmp_path
 
 def test_ddp_on_two_cpu_processes_matches_one_process(smoke_run, tmp_path):
     single, double = str(tmp_path / "one"), str(tmp_path / "two")
-    run("train.py", "--smoke", "--run", single, "--stage", "vae", "--device", "cpu")
+    run_script("train.py", "--smoke", "--run", single, "--stage", "vae", "--device", "cpu")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
                              "--master_port=29517", os.path.join(ROOT, "train.py"), "--smoke", "--run-dir", double,
                              "--stage", "vae", "--device", "cpu"], cwd=ROOT, capture_output=True, text=True,
@@ -157,7 +142,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process(smoke_run, tmp_path):
 
 
 def test_missing_run_says_which_command_makes_it(tmp_path):
-    result = run("sample.py", "--run", str(tmp_path / "nothing"), check=False)
+    result = run_script("sample.py", "--run", str(tmp_path / "nothing"), check=False)
     line = error_line(result)
     assert result.returncode == 1 and "no checkpoint" in line
     assert f"`python train.py --tiny --run {tmp_path / 'nothing'}`" in line  # every stage, not just the first
@@ -166,10 +151,10 @@ def test_missing_run_says_which_command_makes_it(tmp_path):
 
 def test_corrupt_checkpoint_is_a_one_line_error(smoke_run, tmp_path):
     run_dir = str(tmp_path / "corrupt")
-    copy_frozen_stages(smoke_run[0], run_dir)
+    copy_frozen_stages(smoke_run, run_dir)
     with open(os.path.join(run_dir, "flow.pt"), "wb") as f:
         f.write(b"\x00" * 100)
-    result = run("sample.py", "--run", run_dir, check=False)
+    result = run_script("sample.py", "--run", run_dir, check=False)
     assert "unreadable" in error_line(result) and len(result.stderr.strip().splitlines()) == 1
 
 
@@ -186,42 +171,42 @@ def test_corrupt_checkpoint_is_a_one_line_error(smoke_run, tmp_path):
     (["--prompts-file", "/no/such/file.txt"], "no such file"),
 ])
 def test_sample_rejects_bad_arguments(smoke_run, args, message):
-    result = run("sample.py", "--run", smoke_run[0], *args, check=False)
+    result = run_script("sample.py", "--run", smoke_run, *args, check=False)
     assert result.returncode != 0 and message in error_line(result)
 
 
 def test_empty_prompt_warns_and_generates_unconditionally(smoke_run, tmp_path):
     out = str(tmp_path / "empty.wav")
-    result = run("sample.py", "--run", smoke_run[0], "--prompt", "  ", "--steps", "1", "--out", out,
+    result = run_script("sample.py", "--run", smoke_run, "--prompt", "  ", "--steps", "1", "--out", out,
                  "--griffin-lim", "--device", "cpu")
     assert "unconditional" in result.stderr and os.path.exists(out)
 
 
 def test_train_rejects_bad_arguments(tmp_path):
-    result = run("train.py", "--smoke", "--data", str(tmp_path / "missing"), check=False)
+    result = run_script("train.py", "--smoke", "--data", str(tmp_path / "missing"), check=False)
     assert result.returncode == 2 and "no such folder" in error_line(result)
-    result = run("train.py", "--smoke", "--preset", "huge", check=False)
+    result = run_script("train.py", "--smoke", "--preset", "huge", check=False)
     assert result.returncode == 2 and "choose one of" in error_line(result)
-    result = run("train.py", "--smoke", "--run", str(tmp_path / "run"), "--device", "tpu", check=False)
+    result = run_script("train.py", "--smoke", "--run", str(tmp_path / "run"), "--device", "tpu", check=False)
     assert result.returncode == 1 and "not a device name" in error_line(result)
 
 
 def test_ddpm_objective_trains_and_samples_with_ddim_only(smoke_run, tmp_path):
     run_dir = str(tmp_path / "ddpm")
-    copy_frozen_stages(smoke_run[0], run_dir)
-    run("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--objective", "ddpm", "--device", "cpu")
+    copy_frozen_stages(smoke_run, run_dir)
+    run_script("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--objective", "ddpm", "--device", "cpu")
     assert load_checkpoint(os.path.join(run_dir, "flow.pt"))["run_config"]["objective"] == "ddpm"
     out = str(tmp_path / "ddpm.wav")
-    run("sample.py", "--run", run_dir, "--out", out, "--steps", "3", "--seconds", "0.64", "--device", "cpu")
+    run_script("sample.py", "--run", run_dir, "--out", out, "--steps", "3", "--seconds", "0.64", "--device", "cpu")
     audio, _ = soundfile.read(out)
     assert len(audio) == 64 * 160 and abs(audio).max() > 0
-    result = run("sample.py", "--run", run_dir, "--sampler", "heun", "--steps", "2", "--device", "cpu", check=False)
+    result = run_script("sample.py", "--run", run_dir, "--sampler", "heun", "--steps", "2", "--device", "cpu", check=False)
     assert "does not fit a ddpm model" in error_line(result)
     # a rectified-flow checkpoint cannot be resumed as a DDPM run
-    unfinished = {**load_checkpoint(os.path.join(smoke_run[0], "flow.pt")), "done": False, "step": 1, "extra": {},
+    unfinished = {**load_checkpoint(os.path.join(smoke_run, "flow.pt")), "done": False, "step": 1, "extra": {},
                   "optimizers": {"main": None}, "rng": torch.get_rng_state()}
     torch.save(unfinished, os.path.join(run_dir, "flow.pt"))
-    result = run("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--objective", "ddpm",
+    result = run_script("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--objective", "ddpm",
                  "--device", "cpu", check=False)
     assert "--objective rectified_flow" in error_line(result)
 
@@ -237,19 +222,19 @@ def test_own_audio_folder_trains_and_samples(tmp_path):
         for i in range(len(clips)):
             save_wav(str(folder / f"clip{i}.wav"), clips[i]["audio"], 16000)
             f.write(json.dumps({"file": f"clip{i}.wav", "caption": clips[i]["caption"]}) + "\n")
-    run("train.py", "--smoke", "--data", str(folder), "--run", run_dir, "--device", "cpu")
+    run_script("train.py", "--smoke", "--data", str(folder), "--run", run_dir, "--device", "cpu")
     metrics = load_checkpoint(os.path.join(run_dir, "clap.pt"))["metrics"]
     assert "R@1" in metrics and not any(k.startswith("zero_shot") for k in metrics)
     out = str(tmp_path / "own.wav")
-    run("sample.py", "--run", run_dir, "--steps", "2", "--seconds", "0.64", "--out", out, "--device", "cpu")
+    run_script("sample.py", "--run", run_dir, "--steps", "2", "--seconds", "0.64", "--out", out, "--device", "cpu")
     assert len(soundfile.read(out)[0]) == 64 * 160
 
 
 def test_compiled_flow_stage_trains_the_same_weights(smoke_run, tmp_path):
     eager, compiled = str(tmp_path / "eager"), str(tmp_path / "compiled")
     for run_dir, flags in ((eager, []), (compiled, ["--compile"])):
-        copy_frozen_stages(smoke_run[0], run_dir)
-        run("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--device", "cpu", *flags)
+        copy_frozen_stages(smoke_run, run_dir)
+        run_script("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--device", "cpu", *flags)
     a = load_checkpoint(os.path.join(eager, "flow.pt"))
     b = load_checkpoint(os.path.join(compiled, "flow.pt"))
     assert b["run_config"]["compile"] and not a["run_config"]["compile"]
