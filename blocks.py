@@ -13,8 +13,8 @@ embedding y). Each kind of input enters the network in its own way:
    MLP and the two are added:  vec = MLP_t(emb(t)) + MLP_y(y).
 
 2. `vec` steers every block by *adaptive LayerNorm modulation* (`Modulation`): a Linear map
-   of SiLU(vec) gives a shift, a scale and a gate per channel, and a sub-layer f (attention
-   or MLP) is applied as
+   of SiLU(vec) gives a shift, a scale and a gate per channel (a `ModulationOut`), and a
+   sub-layer f (attention or MLP) is applied as
 
        x <- x + gate * f((1 + scale) * LayerNorm(x) + shift).
 
@@ -48,9 +48,22 @@ only mixes them inside the joint attention; `SingleStreamBlock` treats [text, mu
 sequence and runs attention and the MLP in parallel from one fused Linear (`linear1`) with one
 fused output Linear (`linear2`). `LastLayer` modulates and projects music tokens back to
 patch channels. Module and parameter names follow the official checkpoint exactly.
+
+References:
+- Fei et al., "FLUX that Plays Music", 2024, arXiv 2409.00587 (FluxMusic: these blocks
+  applied to mel-spectrogram latents).
+- Esser et al., "Scaling Rectified Flow Transformers for High-Resolution Image Synthesis",
+  2024, arXiv 2403.03206 (SD3: separate text and image weights joined in one attention, and
+  QK RMSNorm). FLUX.1, which adds the single-stream blocks, was released as code (Black
+  Forest Labs, 2024) without a paper.
+- Peebles & Xie, "Scalable Diffusion Models with Transformers", 2022, arXiv 2212.09748
+  (DiT: adaLN modulation and the adaLN-Zero initialisation).
+- Su et al., "RoFormer: Enhanced Transformer with Rotary Position Embedding", 2021,
+  arXiv 2104.09864 (RoPE).
 """
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -188,8 +201,21 @@ class SelfAttention(nn.Module):
 
 # ----------------------------------------------------------------------------- modulation
 
+class ModulationOut(NamedTuple):
+    """adaLN parameters of one sub-layer f, each (B, 1, dim): x + gate * f((1 + scale) * LN(x) + shift)."""
+    shift: torch.Tensor
+    scale: torch.Tensor
+    gate: torch.Tensor
+
+
 class Modulation(nn.Module):
-    """vec (B, dim) -> (shift, scale, gate) each (B, 1, dim), once or twice (double=True)."""
+    """vec (B, dim) -> a tuple of ModulationOut, one per sub-layer.
+
+    double=True gives two, (attention, MLP), for a double-stream block; double=False gives one,
+    shared by the parallel attention and MLP of a single-stream block. One Linear makes all of
+    them at once; its output is cut into (shift, scale, gate) chunks in that order, the order of
+    the official checkpoint's `lin` weight rows.
+    """
 
     def __init__(self, dim, double):
         super().__init__()
@@ -197,11 +223,13 @@ class Modulation(nn.Module):
         self.lin = nn.Linear(dim, self.multiplier * dim)
 
     def forward(self, vec):
+        # the extra axis of length 1 broadcasts each vector over every token of the sequence
         chunks = self.lin(F.silu(vec))[:, None, :].chunk(self.multiplier, dim=-1)
-        return [chunks[i:i + 3] for i in range(0, self.multiplier, 3)]
+        return tuple(ModulationOut(*chunks[i:i + 3]) for i in range(0, self.multiplier, 3))
 
 
 def modulate(x, shift, scale):
+    """(1 + scale) * x + shift: the part of adaLN before the sub-layer (the gate comes after it)."""
     return (1 + scale) * x + shift
 
 
@@ -236,8 +264,10 @@ class DoubleStreamBlock(nn.Module):
 
     def joint_qkv(self, img, txt, img_mod1, txt_mod1):
         """q, k, v of the joint [txt, img] sequence, each stream projected by its own weights."""
-        img_q, img_k, img_v = self.img_attn.project(modulate(self.img_norm1(img), *img_mod1[:2]))
-        txt_q, txt_k, txt_v = self.txt_attn.project(modulate(self.txt_norm1(txt), *txt_mod1[:2]))
+        img_q, img_k, img_v = self.img_attn.project(
+            modulate(self.img_norm1(img), img_mod1.shift, img_mod1.scale))
+        txt_q, txt_k, txt_v = self.txt_attn.project(
+            modulate(self.txt_norm1(txt), txt_mod1.shift, txt_mod1.scale))
         return (torch.cat([txt_q, img_q], dim=2), torch.cat([txt_k, img_k], dim=2),
                 torch.cat([txt_v, img_v], dim=2))
 
@@ -247,10 +277,11 @@ class DoubleStreamBlock(nn.Module):
         joint = attention(q, k, v, pe, mask)
         txt_attn, img_attn = joint[:, :txt.shape[1]], joint[:, txt.shape[1]:]
 
-        img = img + img_mod1[2] * self.img_attn.proj(img_attn)
-        img = img + img_mod2[2] * self.img_mlp(modulate(self.img_norm2(img), *img_mod2[:2]))
-        txt = txt + txt_mod1[2] * self.txt_attn.proj(txt_attn)
-        txt = txt + txt_mod2[2] * self.txt_mlp(modulate(self.txt_norm2(txt), *txt_mod2[:2]))
+        # mod1 steers the attention sub-layer (its shift and scale were used above), mod2 the MLP
+        img = img + img_mod1.gate * self.img_attn.proj(img_attn)
+        img = img + img_mod2.gate * self.img_mlp(modulate(self.img_norm2(img), img_mod2.shift, img_mod2.scale))
+        txt = txt + txt_mod1.gate * self.txt_attn.proj(txt_attn)
+        txt = txt + txt_mod2.gate * self.txt_mlp(modulate(self.txt_norm2(txt), txt_mod2.shift, txt_mod2.scale))
         return img, txt
 
 
@@ -273,8 +304,8 @@ class SingleStreamBlock(nn.Module):
 
     def joint_qkv(self, x, mod):
         """Normalised q, k, v (B, H, N, D) and the MLP branch's hidden activations."""
-        qkv, mlp_hidden = torch.split(self.linear1(modulate(self.pre_norm(x), *mod[:2])),
-                                      [3 * self.hidden_size, self.mlp_hidden_dim], dim=-1)
+        hidden = self.linear1(modulate(self.pre_norm(x), mod.shift, mod.scale))
+        qkv, mlp_hidden = torch.split(hidden, [3 * self.hidden_size, self.mlp_hidden_dim], dim=-1)
         q, k, v = split_heads(qkv, self.num_heads)
         q, k = self.norm(q, k, v)
         return q, k, v, mlp_hidden
@@ -283,7 +314,7 @@ class SingleStreamBlock(nn.Module):
         (mod,) = self.modulation(vec)
         q, k, v, mlp_hidden = self.joint_qkv(x, mod)
         out = self.linear2(torch.cat([attention(q, k, v, pe, mask), self.mlp_act(mlp_hidden)], dim=-1))
-        return x + mod[2] * out
+        return x + mod.gate * out
 
 
 class LastLayer(nn.Module):
@@ -296,5 +327,6 @@ class LastLayer(nn.Module):
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size))
 
     def forward(self, x, vec):
+        # no gate: the output is not added to a residual stream, so there is nothing to gate
         shift, scale = self.adaLN_modulation(vec)[:, None, :].chunk(2, dim=-1)
         return self.linear(modulate(self.norm_final(x), shift, scale))

@@ -23,6 +23,16 @@ Two datasets feed the models, both returning dict(audio=(N,) float32 at 16 kHz, 
   so a model that scores well on it has learned to combine words, not to recall clips.
 * `AudioFolderDataset`: your own audio files with captions (metadata.jsonl or .txt files),
   cut or padded to a fixed length.
+
+References:
+- Kong, Kim & Bae, "HiFi-GAN: Generative Adversarial Networks for Efficient and High
+  Fidelity Speech Synthesis", 2020, arXiv 2010.05646 (the recipe: Slaney mel filters on the
+  STFT magnitude, natural log floored at 1e-5).
+- Liu et al., "AudioLDM 2: Learning Holistic Audio Generation with Self-supervised
+  Pretraining", 2023, arXiv 2308.05734 (the 16 kHz numbers: hop 160, 64 bands up to 8 kHz,
+  which FluxMusic inherits with AudioLDM 2's VAE and vocoder).
+- Agostinelli et al., "MusicLM: Generating Music From Text", 2023, arXiv 2301.11325 (it
+  introduced MusicCaps, whose style the synthetic captions imitate).
 """
 
 import json

@@ -21,6 +21,17 @@ Three things differ from the official code: a text padding mask (padded text tok
 never attended to), adaLN-Zero initialisation (every block starts as the identity and the
 model outputs exactly zero), and the RoPE table is built once per forward and shared by all
 blocks.
+
+References:
+- Fei et al., "FLUX that Plays Music", 2024, arXiv 2409.00587 (FluxMusic: the model, its
+  presets and the 2x2 patching of the mel VAE latent).
+- Esser et al., "Scaling Rectified Flow Transformers for High-Resolution Image Synthesis",
+  2024, arXiv 2403.03206 (SD3: rectified flow for a transformer with text and image streams,
+  the design FLUX.1 and then FluxMusic build on).
+- Peebles & Xie, "Scalable Diffusion Models with Transformers", 2022, arXiv 2212.09748
+  (DiT: a transformer on latent patches, with adaLN-Zero initialisation).
+- Su et al., "RoFormer: Enhanced Transformer with Rotary Position Embedding", 2021,
+  arXiv 2104.09864 (RoPE, here over three position axes).
 """
 
 from dataclasses import dataclass, field
@@ -118,6 +129,30 @@ def make_txt_ids(batch, L, device=None):
 # ----------------------------------------------------------------------------- the model
 
 class FluxMusic(nn.Module):
+    """Velocity network v_θ(z_t, t, y, c): noisy music tokens in, one velocity per token out.
+
+    Inputs, in forward's order (B batch, N music tokens, L text tokens, H = hidden_size):
+      x         (B, N, in_channels=32)   2x2 patches of the noisy latent z_t (see ``patchify``)
+      img_ids   (B, N, 3)                RoPE ids (0, time patch, freq patch) (``make_img_ids``)
+      txt       (B, L, context_in_dim)   T5 token features c: the caption word by word
+      txt_ids   (B, L, 3)                all zeros (``make_txt_ids``)
+      t         (B,)                     flow time in [0, 1]; 1 is pure noise
+      y         (B, vec_in_dim)          pooled CLAP embedding: the whole caption as one vector
+      txt_mask  (B, L) bool or None      True for real text tokens; padding is never attended to
+    Output: (B, N, 32), the velocity of every patch token. ``velocity`` wraps all this for a
+    latent (B, 8, T, F): it patchifies, makes the ids, calls forward and unpatchifies.
+
+    Conditioning enters by two routes. t and y become one vector per sample, vec (B, H),
+    which modulates every block (adaLN); the text tokens c join the music tokens in
+    attention, so each music token can look at the words it needs.
+
+    `img_in` and `txt_in` lift music and text tokens to width H: img (B, N, H), txt (B, L, H).
+    Then `depth` double-stream blocks keep them in separate streams, each with its own
+    weights, meeting only in joint attention over [txt, img] (B, L + N, H); then the
+    two streams are concatenated and `depth_single_blocks` single-stream blocks, cheaper
+    (one fused Linear in, one out), treat them as one sequence. The final layer reads only
+    the N music tokens and maps H back to 32 patch channels.
+    """
 
     def __init__(self, config):
         super().__init__()

@@ -35,6 +35,13 @@ patterns on the same grid and add the broadband energy that pitched notes lack.
 Finally each clip is loudness normalised (RMS 0.1, peak at most 0.99) and gets a caption
 written from its attributes with varied templates and synonyms, as MusicCaps-style text.
 Only numpy is used; a 2.56 s clip renders in about 20 ms, some 100x faster than real time.
+
+References: the music is textbook theory (equal temperament, diatonic scales and triads) and
+textbook synthesis, apart from two sources:
+- Karplus & Strong, "Digital Synthesis of Plucked-String and Drum Timbres", Computer Music
+  Journal 7(2), 1983 (the plucked string).
+- Agostinelli et al., "MusicLM: Generating Music From Text", 2023, arXiv 2301.11325 (it
+  introduced MusicCaps, whose style the captions imitate).
 """
 
 import itertools

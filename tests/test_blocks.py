@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
-from blocks import (EmbedND, RMSNorm, SingleStreamBlock, apply_rope, attention, rope,
-                    timestep_embedding)
+from blocks import (EmbedND, Modulation, ModulationOut, RMSNorm, SingleStreamBlock, apply_rope,
+                    attention, rope, timestep_embedding)
 
 
 def test_timestep_embedding_matches_formula():
@@ -97,3 +97,21 @@ def test_single_block_with_zero_modulation_is_identity():
     x = torch.randn(2, 5, 32)
     pe = _rope_table(torch.randint(0, 9, (5, 3)), axes_dim=(2, 2, 4)).expand(2, -1, -1, -1, -1, -1)
     assert torch.equal(block(x, torch.randn(2, 32), pe), x)
+
+
+@pytest.mark.parametrize("double", [True, False])
+def test_modulation_names_follow_the_official_row_order(double):
+    """lin's output rows are (shift, scale, gate) per sub-layer, in that order, as in the checkpoint."""
+    dim = 4
+    modulation = Modulation(dim, double)
+    torch.nn.init.zeros_(modulation.lin.weight)
+    with torch.no_grad():  # bias row block i holds the number i, so each chunk says where it came from
+        modulation.lin.bias.copy_(torch.arange(modulation.multiplier).repeat_interleave(dim).float())
+    outs = modulation(torch.randn(2, dim))
+    assert len(outs) == (2 if double else 1)
+    for i, out in enumerate(outs):
+        assert isinstance(out, ModulationOut)
+        for j, name in enumerate(("shift", "scale", "gate")):
+            value = getattr(out, name)
+            assert value.shape == (2, 1, dim)  # (B, 1, dim): broadcasts over the tokens
+            assert torch.equal(value, torch.full((2, 1, dim), float(3 * i + j)))

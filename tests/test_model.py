@@ -8,9 +8,8 @@ from model import (PRESETS, FluxMusic, FluxMusicConfig, make_img_ids, make_txt_i
                    unpatchify)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# the official layout table: in the repo's reference/ folder, or beside the repo in shared/reference/
-REFERENCE_CANDIDATES = [os.path.join(ROOT, "reference", "fluxmusic_small_state_dict.tsv"),
-                        os.path.join(ROOT, "..", "shared", "reference", "fluxmusic_small_state_dict.tsv")]
+# the official layout table: every parameter name and shape of the released FluxMusic-Small
+REFERENCE_TSV = os.path.join(ROOT, "reference", "fluxmusic_small_state_dict.tsv")
 SMALL_CONFIG = PRESETS["small"]
 # a few-thousand-parameter model with the same structure, for fast numerical tests
 MINI = FluxMusicConfig(vec_in_dim=12, context_in_dim=20, hidden_size=32, num_heads=2, depth=2,
@@ -19,10 +18,8 @@ MINI = FluxMusicConfig(vec_in_dim=12, context_in_dim=20, hidden_size=32, num_hea
 
 def reference_shapes():
     """The TSV lists block 0 of each kind; blocks 1..N repeat its shapes."""
-    found = [path for path in REFERENCE_CANDIDATES if os.path.exists(path)]
-    assert found, f"official layout table not found; looked in {REFERENCE_CANDIDATES}"
     shapes = {}
-    with open(found[0]) as f:
+    with open(REFERENCE_TSV) as f:
         for line in f:
             if line.startswith("#") or not line.strip():
                 continue
