@@ -35,6 +35,7 @@ References:
   introduced MusicCaps, whose style the synthetic captions imitate).
 """
 
+import collections
 import json
 import math
 import os
@@ -201,6 +202,16 @@ SILENCE = 1e-4  # a file whose peak never exceeds -80 dBFS has nothing to learn 
 EXPECTED_FILES = ("expected audio files (" + ", ".join(AUDIO_EXTENSIONS) + ") each with a caption "
                   "in a .txt file of the same name, or a metadata.jsonl with one "
                   '{"file": ..., "caption": ...} per line')
+METADATA_LINE = 'expected one {"file": "song.wav", "caption": "..."} per line'
+# Training refuses a folder with fewer usable clips than this: a tenth (at least one clip) is
+# held out, and what is left should fill one --smoke batch (4 clips) with different clips.
+MIN_TRAIN_CLIPS = 5
+# Below this it trains, with a warning: README's "a few hundred captioned clips are the least
+# that makes the text encoders learn anything", and --tiny's batches hold up to 64 clips.
+FEW_CLIPS = 200
+# Why an entry is skipped, in the order the warning counts them; each reads after a number.
+SKIPPED = ("with invalid metadata", "missing", "with a non-UTF-8 caption", "unreadable", "silent",
+           "without a caption")
 
 
 class AudioFolderDataset(torch.utils.data.Dataset):
@@ -215,28 +226,47 @@ class AudioFolderDataset(torch.utils.data.Dataset):
     a random window for training (from a generator seeded with (seed, epoch, i); call
     ``set_epoch`` for fresh crops each epoch), the centre window for evaluation. Shorter files
     are zero-padded at the end.
+
+    A user's folder always has a few mistakes in it, and one of them must not cost the whole
+    folder: every entry that cannot be used (a bad metadata line, a missing, unreadable or
+    silent file, a caption that is missing or not UTF-8) is skipped, and all of them are
+    counted in one warning that names the first. Fewer than ``min_clips`` usable clips (default
+    MIN_TRAIN_CLIPS for training, 1 for evaluation) is refused with one line saying so.
     """
 
-    def __init__(self, root, seconds=2.56, train=True, seed=0):
+    def __init__(self, root, seconds=2.56, train=True, seed=0, min_clips=None):
         self.root, self.seconds, self.train, self.seed, self.epoch = root, seconds, train, seed, 0
         self.num_samples = round(seconds * SAMPLE_RATE)
         if not os.path.isdir(root):
             raise ValueError(f"{root} is not a folder; {EXPECTED_FILES}")
-        candidates = find_captioned_audio(root)
-        problems = {"unreadable": 0, "silent": 0, "without a caption": 0}
+        problems = []  # (one of SKIPPED, "where: what is wrong"), in the order found
+        candidates = find_captioned_audio(root, problems)
+        total = len(candidates) + len(problems)
         self.items = []  # (path, caption, duration in seconds)
         for path, caption in candidates:
-            duration, problem = (None, "without a caption") if caption is None else probe_audio(path)
+            if caption is None:
+                problems.append(("without a caption", f"{path}: no caption (add a .txt of the same name "
+                                 "or a metadata.jsonl line)"))
+                continue
+            duration, problem = probe_audio(path)
             if problem:
-                problems[problem] += 1
+                problems.append((problem, f"{path}: {problem} audio"))
             else:
                 self.items.append((path, caption, duration))
-        skipped = sum(problems.values())
-        if skipped:
-            details = ", ".join(f"{n} {problem}" for problem, n in problems.items() if n)
-            warnings.warn(f"{root}: skipped {skipped} of {len(candidates)} audio files ({details})")
+        if problems:
+            counts = collections.Counter(kind for kind, _ in problems)
+            details = ", ".join(f"{counts[kind]} {kind}" for kind in SKIPPED if counts[kind])
+            warnings.warn(f"{root}: skipped {len(problems)} of {total} clips ({details}); "
+                          f"the first: {problems[0][1]}")
         if not self.items:
             raise ValueError(f"no usable audio with a caption in {root}; {EXPECTED_FILES}")
+        min_clips = (MIN_TRAIN_CLIPS if train else 1) if min_clips is None else min_clips
+        if len(self.items) < min_clips:
+            raise ValueError(f"{root}: only {len(self.items)} usable captioned clips, and training needs at "
+                             f"least {min_clips} (a tenth is held out); add more captioned audio to the folder")
+        if train and len(self.items) < FEW_CLIPS:
+            warnings.warn(f"{root}: only {len(self.items)} usable captioned clips; a few hundred are the least "
+                          "that makes the text encoders learn anything, so expect the model to memorise these")
 
     def set_epoch(self, epoch):
         self.epoch = epoch
@@ -255,38 +285,84 @@ class AudioFolderDataset(torch.utils.data.Dataset):
         return dict(audio=fit_length(audio, self.num_samples), caption=caption)
 
 
-def find_captioned_audio(root):
-    """Sorted [(audio path, caption or None)] for every audio file under root and every file
-    named in root/metadata.jsonl."""
-    captions = {}
-    for folder, _, names in os.walk(root):
-        for name in names:
+def find_captioned_audio(root, problems=None):
+    """Sorted [(audio path, caption or None)] for every audio file under root and every existing
+    file named in root/metadata.jsonl (whose caption wins over a .txt).
+
+    What cannot be used is left out and, if ``problems`` is a list, appended to it as
+    (one of SKIPPED, "where: what is wrong"), .txt captions first: a caption file that is not
+    UTF-8, a metadata line that is not a UTF-8 JSON object with "file" and "caption" strings,
+    a listed file that does not exist. One bad line never refuses the whole folder.
+    """
+    problems = [] if problems is None else problems
+    captions, bad_captions = {}, {}  # audio path → caption; audio path → why its .txt is unusable
+    for folder, subfolders, names in os.walk(root):
+        subfolders.sort()  # a fixed order, so "the first problem" is the same on every machine
+        for name in sorted(names):
             stem, extension = os.path.splitext(name)
             if extension.lower() in AUDIO_EXTENSIONS:
                 path = os.path.normpath(os.path.join(folder, name))
-                captions[path] = read_caption(os.path.join(folder, stem + ".txt"))
+                try:
+                    captions[path] = read_caption(os.path.join(folder, stem + ".txt"))
+                except ValueError as error:
+                    bad_captions[path] = str(error)
+    listed = []
     metadata = os.path.join(root, "metadata.jsonl")
     if os.path.isfile(metadata):
-        with open(metadata, encoding="utf-8") as lines:
+        with open(metadata, "rb") as lines:  # bytes: a line that is not UTF-8 must not stop the rest
             for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
                 try:
-                    record = json.loads(line)
-                    path, caption = os.path.join(root, record["file"]), str(record["caption"])
-                except (ValueError, KeyError, TypeError):
-                    raise ValueError(f"{metadata} line {number}: expected a JSON object like "
-                                     '{"file": "song.wav", "caption": "..."}') from None
-                captions[os.path.normpath(path)] = caption
+                    entry = parse_metadata_line(line, root)
+                except ValueError as error:
+                    listed.append(("with invalid metadata", f"{metadata} line {number}: {error}"))
+                    continue
+                if entry is None:  # a blank line
+                    continue
+                path, caption = entry
+                if not os.path.isfile(path):
+                    listed.append(("missing", f"{metadata} line {number}: no such file {path}"))
+                    continue
+                captions[path] = caption
+                bad_captions.pop(path, None)  # the jsonl's caption replaces the unusable .txt
+    problems += [("with a non-UTF-8 caption", why) for _, why in sorted(bad_captions.items())] + listed
     # a blank caption counts as none
-    return sorted((path, (caption or "").strip() or None) for path, caption in captions.items())
+    return sorted((path, (caption or "").strip() or None) for path, caption in captions.items()
+                  if path not in bad_captions)
+
+
+def parse_metadata_line(line, root):
+    """One line of metadata.jsonl (bytes) → (audio path under root, caption), or None for a
+    blank line; ValueError saying what is wrong with it otherwise."""
+    try:
+        text = line.decode("utf-8-sig")  # -sig: Windows editors start a file with a byte-order mark
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text; save the file as UTF-8") from None
+    if not text.strip():
+        return None
+    try:
+        record = json.loads(text)
+    except ValueError:
+        raise ValueError(f"not valid JSON; {METADATA_LINE}") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"a JSON {type(record).__name__}, not an object; {METADATA_LINE}")
+    for key in ("file", "caption"):
+        if not isinstance(record.get(key), str):
+            problem = "has no" if key not in record else "needs a string for"
+            raise ValueError(f'{problem} "{key}"; {METADATA_LINE}')
+    return os.path.normpath(os.path.join(root, record["file"])), record["caption"]
 
 
 def read_caption(text_file):
+    """The text of a caption file, None if there is none; ValueError naming it if it cannot be read."""
     if not os.path.isfile(text_file):
         return None
-    with open(text_file, encoding="utf-8") as file:
-        return file.read()
+    try:
+        with open(text_file, encoding="utf-8-sig") as file:
+            return file.read()
+    except UnicodeDecodeError:
+        raise ValueError(f"{text_file}: not UTF-8 text; save it as UTF-8") from None
+    except OSError as error:
+        raise ValueError(f"{text_file}: cannot be read ({error.strerror})") from None
 
 
 def probe_audio(path):

@@ -56,7 +56,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seconds", type=positive_float, default=None,
                         help="clip length (default: the length the run was trained on)")
-    parser.add_argument("--out", help="output WAV path for one prompt, or a folder for several (default samples/)")
+    parser.add_argument("--out", help="output: song.wav (several prompts write song_1.wav, song_2.wav, ...) "
+                                      "or a folder (default samples/)")
     parser.add_argument("--run", default="runs/tiny", help="run directory made by train.py (default runs/tiny)")
     parser.add_argument("--griffin-lim", action="store_true", help="skip the vocoder; use Griffin–Lim instead")
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
@@ -86,12 +87,15 @@ def check_prompt_lengths(prompts):
 
 
 def output_paths(args, prompts):
-    """One WAV per prompt: --out FILE.wav for a single prompt, else files in a folder."""
+    """One WAV per prompt: --out song.wav is song.wav for one prompt and song_1.wav, song_2.wav, ...
+    for several (numbered in file order, zero-padded so they also sort in it); any other --out
+    is a folder of files named after their captions."""
     if args.out and args.out.lower().endswith(".wav"):
-        if len(prompts) > 1:
-            raise ValueError(f"--out {args.out} is one file but there are {len(prompts)} prompts; "
-                             f"give a folder instead")
-        return [args.out]
+        if len(prompts) == 1:
+            return [args.out]
+        stem, extension = os.path.splitext(args.out)
+        width = len(str(len(prompts)))
+        return [f"{stem}_{i:0{width}d}{extension}" for i in range(1, len(prompts) + 1)]
     if os.path.splitext(args.out or "")[1].lower() in AUDIO_EXTENSIONS:  # .wav returned above
         raise ValueError(f"--out {args.out}: sample.py writes WAV files; give a .wav name or a folder")
     folder = args.out or "samples"

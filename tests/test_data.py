@@ -2,6 +2,7 @@ import itertools
 import json
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -301,7 +302,7 @@ def test_folder_dataset_skips_bad_files_with_one_counting_warning(folder):
 
 def test_folder_dataset_training_crops_are_random_but_seeded(folder):
     with pytest.warns(UserWarning):
-        a, b = (data.AudioFolderDataset(folder, seconds=1.0, train=True, seed=3) for _ in range(2))
+        a, b = (data.AudioFolderDataset(folder, seconds=1.0, train=True, seed=3, min_clips=1) for _ in range(2))
     ramp = [i for i, (path, _, _) in enumerate(a.items) if path.endswith("ramp.wav")][0]
     starts = []
     for epoch in range(4):
@@ -322,6 +323,98 @@ def test_folder_without_usable_pairs_is_a_clear_error(tmp_path):
     (tmp_path / "bad.txt").write_text("caption")
     with pytest.warns(UserWarning, match="1 unreadable"), pytest.raises(ValueError, match=str(tmp_path)):
         data.AudioFolderDataset(tmp_path)
-    (tmp_path / "metadata.jsonl").write_text('{"file": "bad.wav"}\n')
-    with pytest.raises(ValueError, match="line 1"):
+    (tmp_path / "metadata.jsonl").write_text('{"file": "bad.wav"}\n')  # a bad line is skipped, not fatal
+    with pytest.warns(UserWarning, match=r"metadata.jsonl line 1: has no \"caption\""), \
+            pytest.raises(ValueError, match="no usable audio"):
         data.AudioFolderDataset(tmp_path)
+
+
+def good_folder(root, clips=data.MIN_TRAIN_CLIPS):
+    """`clips` audible clips captioned in metadata.jsonl, one a line: "clip0.wav" is "caption 0"."""
+    root.mkdir(exist_ok=True)
+    lines = []
+    for i in range(clips):
+        write(root / f"clip{i}.wav", tone(200.0 + 50 * i, 0.5))
+        lines.append(json.dumps({"file": f"clip{i}.wav", "caption": f"caption {i}"}))
+    return lines
+
+
+BAD_LINES = {  # what a user's metadata.jsonl line may hold, and what the warning says about it
+    "not json": (b'{"file": "x.wav", "caption": "a tune"', "not valid JSON"),
+    "not utf-8": ('{"file": "clip0.wav", "caption": "caf\u00e9"}'.encode("latin-1"), "not UTF-8"),
+    "not an object": (b'["clip0.wav", "a tune"]', "a JSON list, not an object"),
+    "no file": (b'{"caption": "a tune"}', 'has no "file"'),
+    "no caption": (b'{"file": "clip0.wav"}', 'has no "caption"'),
+    "number caption": (b'{"file": "clip0.wav", "caption": 7}', 'needs a string for "caption"'),
+    "missing file": (b'{"file": "gone/missing.wav", "caption": "a tune"}', "no such file"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_LINES)
+def test_a_bad_metadata_line_is_skipped_with_a_warning_naming_it(tmp_path, case):
+    bad, says = BAD_LINES[case]
+    lines = [line.encode() for line in good_folder(tmp_path)]
+    lines.insert(2, bad)  # line 3 of the file
+    (tmp_path / "metadata.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    with pytest.warns(UserWarning) as record:
+        ds = data.AudioFolderDataset(tmp_path, seconds=0.5, train=False)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert f"{tmp_path / 'metadata.jsonl'} line 3: {says}" in message and "skipped 1 of" in message
+    assert "\n" not in message
+    assert sorted(item["caption"] for item in ds) == [f"caption {i}" for i in range(data.MIN_TRAIN_CLIPS)]
+
+
+def test_a_caption_file_that_is_not_utf8_is_skipped_with_a_warning_naming_it(tmp_path):
+    good_folder(tmp_path)
+    for i in range(data.MIN_TRAIN_CLIPS):  # .txt captions this time, one of them in Latin-1
+        (tmp_path / f"clip{i}.txt").write_text(f"caption {i}")
+    write(tmp_path / "song.wav", tone(440.0, 0.5))
+    (tmp_path / "song.txt").write_bytes("un caf\u00e9 tranquille".encode("latin-1"))
+    (tmp_path / "clip0.txt").write_bytes("\ufeffcaption 0".encode("utf-8"))  # a byte-order mark is fine
+    with pytest.warns(UserWarning) as record:
+        ds = data.AudioFolderDataset(tmp_path, seconds=0.5, train=False)
+    assert len(record) == 1
+    assert f"{tmp_path / 'song.txt'}: not UTF-8" in str(record[0].message)
+    assert sorted(item["caption"] for item in ds) == [f"caption {i}" for i in range(data.MIN_TRAIN_CLIPS)]
+    # a metadata.jsonl caption replaces the unreadable .txt: nothing to warn about
+    (tmp_path / "metadata.jsonl").write_text(json.dumps({"file": "song.wav", "caption": "a calm cafe"}) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = data.AudioFolderDataset(tmp_path, seconds=0.5, train=False)
+    assert "a calm cafe" in [item["caption"] for item in ds] and len(ds) == data.MIN_TRAIN_CLIPS + 1
+
+
+def test_every_kind_of_bad_entry_is_counted_in_one_warning_naming_the_first(tmp_path):
+    lines = good_folder(tmp_path)
+    lines += ["not json", json.dumps({"file": "missing.wav", "caption": "gone"}), json.dumps({"file": "clip0.wav"})]
+    (tmp_path / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    write(tmp_path / "quiet.wav", torch.zeros(SR))
+    (tmp_path / "quiet.txt").write_text("nothing")
+    (tmp_path / "latin.wav").write_bytes(b"RIFF")
+    (tmp_path / "latin.txt").write_bytes(b"\xe9t\xe9")
+    with pytest.warns(UserWarning) as record:
+        ds = data.AudioFolderDataset(tmp_path, seconds=0.5, train=False)
+    assert len(record) == 1
+    message = str(record[0].message)
+    assert re.search(r"skipped 5 of \d+ clips \(2 with invalid metadata, 1 missing, 1 with a non-UTF-8 caption, "
+                     r"1 silent\)", message), message
+    assert f"the first: {tmp_path / 'latin.txt'}: not UTF-8" in message
+    assert len(ds) == data.MIN_TRAIN_CLIPS
+
+
+def test_training_refuses_far_too_few_clips_in_one_line(tmp_path):
+    good_folder(tmp_path, data.MIN_TRAIN_CLIPS - 1)
+    for i in range(data.MIN_TRAIN_CLIPS - 1):
+        (tmp_path / f"clip{i}.txt").write_text(f"caption {i}")
+    with pytest.raises(ValueError) as error:
+        data.AudioFolderDataset(tmp_path, seconds=0.5, train=True)
+    message = str(error.value)
+    assert f"{tmp_path}: only {data.MIN_TRAIN_CLIPS - 1} usable" in message and "add more" in message
+    assert "\n" not in message
+    assert len(data.AudioFolderDataset(tmp_path, seconds=0.5, train=False)) == data.MIN_TRAIN_CLIPS - 1
+    # one more clip trains, with a warning that a few hundred are needed to learn much
+    write(tmp_path / "more.wav", tone(700.0, 0.5))
+    (tmp_path / "more.txt").write_text("one more")
+    with pytest.warns(UserWarning, match="a few hundred"):
+        assert len(data.AudioFolderDataset(tmp_path, seconds=0.5, train=True)) == data.MIN_TRAIN_CLIPS

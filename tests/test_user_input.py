@@ -1,0 +1,84 @@
+"""What a user types and the folders a user brings, through the command lines: ordinary
+mistakes get one line that names the problem and the fix (never a traceback), and one bad
+entry never costs the whole folder."""
+import json
+import math
+import os
+
+import soundfile
+import torch
+
+from conftest import run_script
+from data import MIN_TRAIN_CLIPS, save_wav
+
+FAST_SAMPLING = ("--steps", "1", "--seconds", "0.64", "--griffin-lim", "--device", "cpu")
+
+
+def captioned_folder(root, clips):
+    """`clips` one-second tones captioned by .txt files: clip0.wav + clip0.txt, ..."""
+    root.mkdir()
+    for i in range(clips):
+        t = torch.arange(16000) / 16000
+        save_wav(str(root / f"clip{i}.wav"), 0.5 * torch.sin(2 * math.pi * (200 + 50 * i) * t))
+        (root / f"clip{i}.txt").write_text(f"a tone, number {i}")
+    return root
+
+
+def stderr_lines(result):
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def test_train_refuses_a_folder_with_far_too_few_clips_in_one_line(tmp_path):
+    folder = captioned_folder(tmp_path / "few", MIN_TRAIN_CLIPS - 1)
+    result = run_script("train.py", "--smoke", "--data", str(folder), "--run", str(tmp_path / "run"),
+                        "--device", "cpu", check=False)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = stderr_lines(result)
+    assert str(folder) in line and f"only {MIN_TRAIN_CLIPS - 1} usable" in line and "add more" in line
+
+
+def test_train_skips_bad_entries_with_one_warning_and_trains_on_the_rest(tmp_path):
+    folder = captioned_folder(tmp_path / "mine", MIN_TRAIN_CLIPS)
+    (folder / "clip0.txt").write_bytes("une m\u00e9lodie".encode("latin-1"))  # a caption saved as Latin-1
+    lines = [json.dumps({"file": f"clip{i}.wav", "caption": f"a tone, number {i}"}) for i in range(1, 3)]
+    lines[1:1] = ['{"file": "clip1.wav", "caption": "unfinished', '{"file": "gone.wav", "caption": "a tone"}']
+    (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
+    (folder / "extra.wav").write_bytes(b"RIFF, but not audio")
+    (folder / "extra.txt").write_text("never heard")
+    for i in range(3):  # three more good clips, so that what is left still trains
+        save_wav(str(folder / f"more{i}.wav"), 0.3 * torch.randn(16000))
+        (folder / f"more{i}.txt").write_text(f"noise, number {i}")
+    run_dir = str(tmp_path / "run")
+    result = run_script("train.py", "--smoke", "--data", str(folder), "--run", run_dir, "--stage", "vae",
+                        "--device", "cpu")
+    assert "Traceback" not in result.stderr and os.path.exists(os.path.join(run_dir, "vae.pt"))
+    skipped = [line for line in stderr_lines(result) if "skipped 4 of" in line]  # once, though read twice
+    assert len(skipped) == 1, result.stderr
+    assert "1 with invalid metadata, 1 missing, 1 with a non-UTF-8 caption, 1 unreadable" in skipped[0]
+    assert f"the first: {folder / 'clip0.txt'}: not UTF-8" in skipped[0]
+
+
+def test_train_data_naming_a_file_is_a_one_line_error(tmp_path):
+    not_a_folder = tmp_path / "metadata.jsonl"
+    not_a_folder.write_text('{"file": "song.wav", "caption": "a tune"}\n')
+    result = run_script("train.py", "--smoke", "--data", str(not_a_folder), "--run", str(tmp_path / "run"),
+                        check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"--data {not_a_folder}" in stderr_lines(result)[-1] and "folder" in stderr_lines(result)[-1]
+
+
+def test_several_prompts_with_out_song_wav_write_numbered_files(smoke_run, tmp_path):
+    prompts = tmp_path / "captions.txt"
+    prompts.write_text("A slow organ piece, no drums.\n\nA fast guitar tune with drums.\n")
+    out = tmp_path / "song.wav"
+    result = run_script("sample.py", "--run", smoke_run, "--prompts-file", str(prompts), "--out", str(out),
+                        *FAST_SAMPLING)
+    for i in (1, 2):
+        wav, png = tmp_path / f"song_{i}.wav", tmp_path / f"song_{i}.png"
+        assert len(soundfile.read(wav)[0]) == 64 * 160 and png.stat().st_size > 0
+        assert str(wav) in result.stdout and str(png) in result.stdout
+    assert not out.exists() and sorted(os.listdir(tmp_path)) == [
+        "captions.txt", "song_1.png", "song_1.wav", "song_2.png", "song_2.wav"]
+    # one prompt still writes exactly the file it was given
+    run_script("sample.py", "--run", smoke_run, "--prompt", "A slow organ piece.", "--out", str(out), *FAST_SAMPLING)
+    assert out.exists() and not (tmp_path / "song_3.wav").exists()
