@@ -1,20 +1,31 @@
-"""The five training recipes that `train.py` runs, one small class each.
+"""Orchestration of the five training stages that `train.py` runs, one small class each.
 
-A stage is a model, its optimiser(s), and one function that takes a step:
+What a model learns from (its batch) and what it minimises (its loss) live in the model's own
+file, beside the model, and this file only calls them:
 
-    vae      log-mel clips → L1 reconstruction + small KL            (then: measure the latent scale)
-    vocoder  audio crops → multi-resolution STFT loss, then HiFi-GAN's adversarial game
-    clap     (caption, log-mel) pairs → symmetric InfoNCE
-    t5       captions → span-corruption denoising
-    flow     frozen VAE latents + frozen text features → rectified-flow velocity loss, with EMA
+    vae      vae.training_batch (crops + posterior noise)  -> VAE.loss: L1 + small KL; then the latent scale
+    vocoder  vocoder.training_batch (audio crops)          -> reconstruction_loss (warm-up), then the GAN:
+                                                              discriminator_loss, generator_loss
+    clap     text.clap_training_batch (caption, mel pairs) -> CLAP.loss: symmetric InfoNCE
+    t5       text.t5_training_batch (span corruption)      -> text.t5_pretrain_loss: denoising cross-entropy
+    flow     frozen VAE latents + frozen text features     -> flow.rectified_flow_loss (or flow.ddpm_loss), EMA
 
-The loop around them (resume, atomic saves, Ctrl-C, NaN checks, loss curves) lives once in
-`train.py`. Data are rendered or read once per run (`Context`), and the flow stage encodes
-every clip once with the frozen models and caches the result (`<run>/flow_cache.pt`).
+What a long run needs around them is here: a learning-rate schedule, the optimisers, EMA,
+data-parallel sharding, and held-out metrics at the end; the loop itself (resume, atomic
+checkpoints, Ctrl-C, NaN checks, loss curves) is `train.run_stage`. Data are rendered or read
+once per run (`Context`), and the flow stage encodes every clip once with the frozen models
+and caches the result (`<run>/flow_cache.pt`).
 
-Batches are drawn from a generator seeded by (seed, step), and under torchrun each process
-takes its own slice of that global batch: a distributed sampler that also makes a resumed
-run draw exactly the batches the uninterrupted run would have drawn.
+Randomness: every step draws its whole batch (clips, crops, noise, t, dropped captions) from
+one generator seeded by (seed, stage, step), for the *global* batch; under torchrun each
+process then keeps its own rows (`Context.shard`). So a resumed run draws exactly the
+batches the uninterrupted one would have, and N processes train what one process would.
+
+References
+- Fei et al., "FLUX that Plays Music" (FluxMusic), arXiv 2409.00587 (training recipe: AdamW, EMA,
+  10% caption dropout)
+- Loshchilov & Hutter, "Decoupled Weight Decay Regularization" (AdamW), arXiv 1711.05101;
+  "SGDR: Stochastic Gradient Descent with Warm Restarts" (cosine decay), arXiv 1608.03983
 """
 
 import copy
@@ -22,6 +33,7 @@ import math
 import os
 from functools import cached_property
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
@@ -31,10 +43,15 @@ import flow
 import text
 import vae as vae_lib
 import vocoder as vocoder_lib
-from common import load_checkpoint, load_stage, save_checkpoint
-from data import N_MELS, AudioFolderDataset, MelSpectrogram, SynthMusicDataset, save_wav
+from common import STAGES, load_checkpoint, load_stage, save_checkpoint
+from data import AudioFolderDataset, MelSpectrogram, SynthMusicDataset, save_wav
 from model import PRESETS, FluxMusic
 from pipeline import Pipeline
+
+ENCODE_BATCH = 64            # clips per forward when computing mels and frozen features (memory, not maths)
+HELD_OUT_FRACTION = 10       # a user folder keeps one clip in ten for held-out metrics
+SAMPLES_PER_CHECK = 2        # held-out captions the flow stage plays as it trains
+VAL_TIMES = (0.05, 0.95)     # the flow's held-out loss is measured at evenly spaced t in this range
 
 
 # ----------------------------------------------------------------------------- data, once per run
@@ -42,8 +59,8 @@ from pipeline import Pipeline
 class Clips:
     """Audio clips held in memory: audio (N, samples), captions, attributes (None for a folder)."""
 
-    def __init__(self, dataset, desc):
-        items = [dataset[i] for i in tqdm(range(len(dataset)), desc=desc, leave=False)]
+    def __init__(self, dataset, desc, progress=True):
+        items = [dataset[i] for i in tqdm(range(len(dataset)), desc=desc, leave=False, disable=not progress)]
         self.audio = torch.stack([item["audio"] for item in items])
         self.captions = [item["caption"] for item in items]
         self.attributes = [item.get("attributes") for item in items]
@@ -53,10 +70,12 @@ class Clips:
 
 
 class Context:
-    """What every stage reads: the run's settings, the clips and their log-mels."""
+    """What every stage reads: the run's settings, the clips and their log-mels, and the
+    per-step random generators and batch sharding that make runs reproducible."""
 
-    def __init__(self, run_dir, config, data_dir, world):
+    def __init__(self, run_dir, config, data_dir, world, progress=True):
         self.run_dir, self.config, self.data_dir, self.world = run_dir, config, data_dir, world
+        self.progress = progress  # progress bars on (a terminal) or off (a notebook's stored output)
         self.device = world.device
         self.mel_fn = MelSpectrogram().to(self.device)
 
@@ -68,22 +87,22 @@ class Context:
                     SynthMusicDataset("test", c.num_val_clips, c.seconds, c.seed))
         train = AudioFolderDataset(self.data_dir, c.seconds, train=True, seed=c.seed)
         val = AudioFolderDataset(self.data_dir, c.seconds, train=False, seed=c.seed)
-        held_out = max(1, len(val) // 10) if len(val) > 1 else 0
+        held_out = max(1, len(val) // HELD_OUT_FRACTION) if len(val) > 1 else 0
         train_ids = list(range(len(val) - held_out))
         val_ids = list(range(len(val) - held_out, len(val))) or [0]
         return torch.utils.data.Subset(train, train_ids), torch.utils.data.Subset(val, val_ids)
 
     @cached_property
     def train(self):
-        return Clips(self.datasets[0], "rendering training clips")
+        return Clips(self.datasets[0], "rendering training clips", self.progress)
 
     @cached_property
     def val(self):
-        return Clips(self.datasets[1], "rendering held-out clips")
+        return Clips(self.datasets[1], "rendering held-out clips", self.progress)
 
     @torch.no_grad()
     def mels(self, clips):
-        return torch.cat([self.mel_fn(a.to(self.device)) for a in clips.audio.split(64)])
+        return torch.cat([self.mel_fn(a.to(self.device)) for a in clips.audio.split(ENCODE_BATCH)])
 
     @cached_property
     def train_mels(self):
@@ -93,14 +112,20 @@ class Context:
     def val_mels(self):
         return self.mels(self.val)
 
-    def batch_indices(self, step, batch_size, n):
-        """This process's share of the global batch for `step` (same on every rerun)."""
-        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + step)
-        return self.shard(torch.randint(n, (batch_size,), generator=generator))
+    def step_generator(self, stage, step):
+        """The one source of randomness for a stage's step: a pure function of (seed, stage, step),
+        so a resumed run draws the same batches. NumPy's SeedSequence mixes the three numbers
+        into unrelated streams (plain seed + step would give stage A at step 5 and stage B at
+        step 5 the same random numbers, and seed 0 at step 1 those of seed 1 at step 0)."""
+        entropy = np.random.SeedSequence([self.config.seed, STAGES.index(stage), step])
+        return torch.Generator().manual_seed(int(entropy.generate_state(1)[0]))
 
-    def shard(self, global_batch):
-        """This process's rows of something drawn for the whole global batch."""
-        return global_batch[self.world.rank::self.world.size]
+    def shard(self, batch):
+        """This process's rows of a global batch: a tensor or list, or a tuple of them."""
+        if isinstance(batch, tuple):
+            return tuple(self.shard(part) for part in batch)
+        rows = batch[self.world.rank::self.world.size]
+        return rows.to(self.device) if torch.is_tensor(rows) else rows
 
 
 class Objective(nn.Module):
@@ -132,34 +157,6 @@ def optimise(loss, model, optimizer, max_norm=1.0):
     return loss.item()
 
 
-# ----------------------------------------------------------------------------- the stages
-
-class Stage:
-    """Defaults shared by every stage; subclasses set model/optimizers and `train_step`."""
-    name = ""
-    ema = None
-
-    def __init__(self, context):
-        self.context, self.run_config, self.device = context, context.config, context.device
-        self.schedule = getattr(self.run_config, self.name)
-        self.extra_modules, self.optimizers = {}, {}
-        context.train  # render (or read) the clips now, before the progress bar starts
-
-    def describe(self):
-        params = sum(p.numel() for p in self.model.parameters())
-        s = self.schedule
-        return f"{params / 1e6:.2f} M parameters, {s.steps} steps of batch {s.batch_size}, lr {s.lr:g}"
-
-    def adamw(self, module, betas=(0.9, 0.999), weight_decay=0.0):
-        return torch.optim.AdamW(module.parameters(), lr=self.schedule.lr, betas=betas, weight_decay=weight_decay)
-
-    def after_step(self, done_steps):
-        pass
-
-    def learning_rate(self, step):
-        return self.schedule.lr * learning_rate_factor(step, self.schedule.steps)
-
-
 def learning_rate_factor(step, steps, warmup_fraction=0.05, floor=0.1):
     """Linear warm-up (Adam's early moment estimates are noisy), then cosine decay to 10%.
     A pure function of the step, so a resumed run follows the same schedule."""
@@ -170,38 +167,71 @@ def learning_rate_factor(step, steps, warmup_fraction=0.05, floor=0.1):
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+# ----------------------------------------------------------------------------- the stages
+
+class Stage:
+    """One model's training. A subclass sets `name`, builds `model` and `optimizers` (and,
+    if it has them, `extra_modules` to checkpoint and an `ema` copy), and provides:
+
+        train_step(step) -> {loss name: value}    one optimiser step on the step's batch
+        finish()         -> {metric: value}       held-out metrics of the trained model
+    """
+    name = ""
+    ema = None
+
+    def __init__(self, context):
+        self.context, self.run_config, self.device = context, context.config, context.device
+        self.size = getattr(self.run_config, self.name)  # steps, batch_size, lr
+        self.extra_modules, self.optimizers = {}, {}
+        context.train  # render (or read) the clips now, before the progress bar starts
+
+    def train_step(self, step):
+        raise NotImplementedError
+
+    def finish(self):
+        raise NotImplementedError
+
+    def after_step(self, done_steps):
+        """Called after every step on the main process (the flow stage writes samples)."""
+
+    def describe(self):
+        params = sum(p.numel() for p in self.model.parameters())
+        s = self.size
+        return f"{params / 1e6:.2f} M parameters, {s.steps} steps of batch {s.batch_size}, lr {s.lr:g}"
+
+    def adamw(self, module, betas=(0.9, 0.999), weight_decay=0.0):
+        return torch.optim.AdamW(module.parameters(), lr=self.size.lr, betas=betas, weight_decay=weight_decay)
+
+    def learning_rate(self, step):
+        return self.size.lr * learning_rate_factor(step, self.size.steps)
+
+    def generator(self, step):
+        return self.context.step_generator(self.name, step)
+
+
 class VAEStage(Stage):
     name = "vae"
 
     def __init__(self, context):
         super().__init__(context)
         self.model = vae_lib.VAE(vae_lib.VAEConfig()).to(self.device)
-        self.objective = distributed(Objective(self.model, lambda m, mel, noise: m.loss(mel, noise)[0]),
-                                     context.world)
+        self.objective = distributed(Objective(self.model, lambda m, mel, noise: m.loss(mel, noise)), context.world)
         self.optimizers["main"] = self.adamw(self.model)
 
     def train_step(self, step):
-        # short random windows: a convolutional VAE learns the same local filters from 64 frames
-        # as from a whole clip, at a quarter of the cost per step
-        mels, frames = self.context.train_mels, min(self.run_config.vae_crop_frames, self.context.train_mels.shape[1])
-        ids = self.context.batch_indices(step, self.schedule.batch_size, len(mels))
-        generator = torch.Generator().manual_seed(self.run_config.seed * 7 + step)
-        starts = self.context.shard(torch.randint(mels.shape[1] - frames + 1, (self.schedule.batch_size,),
-                                                  generator=generator))
-        batch = mels[ids[:, None], starts[:, None] + torch.arange(frames)]
-        c = self.model.config  # the posterior draw too is made for the global batch, then sharded
-        noise = self.context.shard(torch.randn(self.schedule.batch_size, c.latent_channels, frames // c.downsample,
-                                               N_MELS // c.downsample, generator=generator)).to(self.device)
-        return {"loss": optimise(self.objective(batch, noise), self.model, self.optimizers["main"])}
+        frames = min(self.run_config.vae_crop_frames, self.context.train_mels.shape[1])
+        batch = vae_lib.training_batch(self.context.train_mels, self.size.batch_size, frames, self.model.config,
+                                       self.generator(step))
+        loss, logs = self.objective(*self.context.shard(batch))
+        return {"loss": optimise(loss, self.model, self.optimizers["main"]), **logs}
 
     @torch.no_grad()
     def finish(self):
         self.model.eval()
         self.model.measure_scale_factor(self.context.train_mels)
         val = self.context.val_mels
-        recon = self.model.decode(self.model.encode(val))
         mean_mel = self.context.train_mels.mean(dim=(0, 1))
-        return {"val_mel_l1": (recon - val).abs().mean().item(),
+        return {"val_mel_l1": vae_lib.reconstruction_l1(self.model, val),
                 "mean_mel_baseline_l1": (mean_mel - val).abs().mean().item(),
                 "scale_factor": float(self.model.scale_factor)}
 
@@ -219,47 +249,39 @@ class VocoderStage(Stage):
 
         def generator_loss(g, mel, real, adversarial):
             if adversarial:
-                return vocoder_lib.generator_loss(disc[0], real, g(mel), mel_fn)[0]
+                return vocoder_lib.generator_loss(disc[0], real, g(mel), mel_fn)
             return vocoder_lib.reconstruction_loss(real, g(mel))
 
-        self.generator = distributed(Objective(self.model, generator_loss), context.world)
-        self.discriminator = distributed(Objective(self.disc, lambda d, real, fake: vocoder_lib.discriminator_loss(
-            d, real, fake)[0]), context.world)
+        self.generator_objective = distributed(Objective(self.model, generator_loss), context.world)
+        self.discriminator_objective = distributed(Objective(self.disc, vocoder_lib.discriminator_loss), context.world)
         self.optimizers["generator"] = self.adamw(self.model, betas=(0.8, 0.99))
         self.optimizers["discriminator"] = self.adamw(self.disc, betas=(0.8, 0.99))
-
-    def crops(self, step):
-        """Random windows of `vocoder_segment` samples, aligned to the hop, with their log-mels."""
-        audio = self.context.train.audio
-        ids = self.context.batch_indices(step, self.schedule.batch_size, len(audio))
-        segment = self.run_config.vocoder_segment
-        generator = torch.Generator().manual_seed(step)
-        hops = (audio.shape[1] - segment) // 160
-        starts = self.context.shard(torch.randint(hops + 1, (self.schedule.batch_size,), generator=generator)) * 160
-        real = torch.stack([audio[i, s:s + segment] for i, s in zip(ids.tolist(), starts.tolist())]).to(self.device)
-        with torch.no_grad():
-            mel = self.context.mel_fn(real)
-        return mel, real
 
     def learning_rate(self, step):
         """Cosine over the reconstruction warm-up at `lr`, then HiFi-GAN's gentler constant GAN rate."""
         warmup = self.run_config.vocoder_warmup
         if step < warmup:
-            return self.schedule.lr * learning_rate_factor(step, warmup)
+            return self.size.lr * learning_rate_factor(step, warmup)
         return self.run_config.vocoder_gan_lr
 
     def train_step(self, step):
-        mel, real = self.crops(step)
+        audio = self.context.train.audio
+        real = self.context.shard(vocoder_lib.training_batch(audio, self.size.batch_size,
+                                                             self.run_config.vocoder_segment, self.generator(step)))
+        with torch.no_grad():
+            mel = self.context.mel_fn(real)
         if step < self.run_config.vocoder_warmup:
-            loss = self.generator(mel, real, False)
-            return {"stft_loss": optimise(loss, self.model, self.optimizers["generator"])}
+            loss, logs = self.generator_objective(mel, real, False)
+            return {"reconstruction_loss": optimise(loss, self.model, self.optimizers["generator"]), **logs}
         with torch.no_grad():
             fake = self.model(mel)
-        d_loss = optimise(self.discriminator(real, fake), self.disc, self.optimizers["discriminator"])
+        d_loss, d_logs = self.discriminator_objective(real, fake)
+        d_loss = optimise(d_loss, self.disc, self.optimizers["discriminator"])
         self.disc.requires_grad_(False)  # the generator's step must not move the discriminators
-        g_loss = optimise(self.generator(mel, real, True), self.model, self.optimizers["generator"])
+        g_loss, g_logs = self.generator_objective(mel, real, True)
+        g_loss = optimise(g_loss, self.model, self.optimizers["generator"])
         self.disc.requires_grad_(True)
-        return {"d_loss": d_loss, "g_loss": g_loss}
+        return {"d_loss": d_loss, "g_loss": g_loss, **d_logs, **g_logs}
 
     @torch.no_grad()
     def finish(self):
@@ -279,9 +301,9 @@ class CLAPStage(Stage):
         self.optimizers["main"] = self.adamw(self.model, weight_decay=0.01)
 
     def train_step(self, step):
-        ids = self.context.batch_indices(step, self.schedule.batch_size, len(self.context.train))
-        captions = [self.context.train.captions[i] for i in ids.tolist()]
-        loss = self.objective(captions, self.context.train_mels[ids])
+        batch = text.clap_training_batch(self.context.train.captions, self.context.train_mels,
+                                         self.size.batch_size, self.generator(step))
+        loss = self.objective(*self.context.shard(batch))
         return {"loss": optimise(loss, self.model, self.optimizers["main"])}
 
     @torch.no_grad()
@@ -300,26 +322,27 @@ class T5Stage(Stage):
         self.decoder = text.T5Decoder(self.model.config).to(self.device)  # only for pretraining; dropped after
         self.extra_modules["decoder"] = self.decoder
         self.pair = nn.ModuleDict({"encoder": self.model, "decoder": self.decoder})
-        self.objective = distributed(Objective(self.pair, lambda m, captions, generator: text.t5_pretrain_loss(
-            m["encoder"], m["decoder"], captions, generator)), context.world)
+        self.objective = distributed(Objective(self.pair, lambda m, *batch: text.t5_pretrain_loss(
+            m["encoder"], m["decoder"], *batch)), context.world)
         self.optimizers["main"] = self.adamw(self.pair, weight_decay=0.01)
 
     def train_step(self, step):
-        ids = self.context.batch_indices(step, self.schedule.batch_size, len(self.context.train))
-        captions = [self.context.train.captions[i] for i in ids.tolist()]
-        generator = torch.Generator().manual_seed(self.run_config.seed * 7919 + step)
-        return {"loss": optimise(self.objective(captions, generator), self.pair, self.optimizers["main"])}
+        batch = text.t5_training_batch(self.model.tokenizer, self.context.train.captions, self.size.batch_size,
+                                       self.generator(step))
+        loss = self.objective(*self.context.shard(batch))
+        return {"loss": optimise(loss, self.pair, self.optimizers["main"])}
 
     @torch.no_grad()
     def finish(self):
         self.pair.eval()
-        generator = torch.Generator().manual_seed(0)
-        loss = text.t5_pretrain_loss(self.model, self.decoder, self.context.val.captions, generator)
+        captions = self.context.val.captions
+        batch = text.span_corrupt(*self.model.tokenizer(captions), generator=self.generator(self.size.steps))
+        loss = text.t5_pretrain_loss(self.model, self.decoder, *(t.to(self.device) for t in batch))
         return {"val_denoising_loss": loss.item()}
 
 
 class FlowStage(Stage):
-    """The rectified-flow transformer on cached, frozen latents and text features."""
+    """The FluxMusic transformer on cached, frozen latents and text features, with an EMA copy."""
     name = "flow"
 
     def __init__(self, context):
@@ -330,13 +353,17 @@ class FlowStage(Stage):
                                "vec_in_dim": self.cache["y"].shape[-1]})
         self.model = FluxMusic(config).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
-        self.loss_fn = ddpm_loss if self.run_config.objective == "ddpm" else velocity_loss
-        self.objective = distributed(Objective(self.model, self.loss_fn), context.world)
+        self.sample_times, self.loss_fn = flow.OBJECTIVES[self.run_config.objective]
+        self.objective = distributed(Objective(self.model, self.loss), context.world)
         if self.run_config.compile:  # fuses the many small ops of a narrow model; weights stay shared
             self.objective = torch.compile(self.objective)
         self.optimizers["main"] = self.adamw(self.model, weight_decay=0.0)
         autocast = self.device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast)
+
+    def loss(self, model, x0, noise, t, txt, txt_mask, y):
+        """The objective's loss with the network's caption bound: model_fn(z, t) = v_theta(z, t, c, y)."""
+        return self.loss_fn(lambda z, times: model.velocity(z, times, txt, txt_mask, y), x0, noise, t)
 
     def frozen_features(self):
         """Every training clip through the frozen VAE and text encoders, once; cached on disk."""
@@ -351,11 +378,12 @@ class FlowStage(Stage):
         tokenizer = text.ByteTokenizer(t5.config.max_length)
         captions = self.context.train.captions
         with torch.no_grad():
-            latents = torch.cat([vae.encode(m) for m in self.context.train_mels.split(64)])
+            latents = torch.cat([vae.encode(m) for m in self.context.train_mels.split(ENCODE_BATCH)])
             ids, mask = tokenizer(captions + [""])
             ids, mask = ids.to(self.device), mask.to(self.device)
-            txt = torch.cat([t5(i, m) for i, m in zip(ids.split(64), mask.split(64))])
-            y = torch.cat([clap.embed_text((i, m)) for i, m in zip(ids.split(64), mask.split(64))])
+            chunks = list(zip(ids.split(ENCODE_BATCH), mask.split(ENCODE_BATCH)))
+            txt = torch.cat([t5(i, m) for i, m in chunks])
+            y = torch.cat([clap.embed_text((i, m)) for i, m in chunks])
         cache = {"num_clips": len(captions), "latents": latents.cpu(), "txt": txt[:-1].cpu(),
                  "txt_mask": mask[:-1].cpu(), "y": y[:-1].cpu(), "empty_txt": txt[-1].cpu(),
                  "empty_mask": mask[-1].cpu(), "empty_y": y[-1].cpu()}
@@ -364,20 +392,17 @@ class FlowStage(Stage):
         return cache
 
     def batch(self, step):
-        """Latents and text for this step, with ~10% of captions swapped for the empty caption."""
-        c = self.cache
-        ids = self.context.batch_indices(step, self.schedule.batch_size, c["num_clips"])
-        generator = torch.Generator().manual_seed(self.run_config.seed * 31337 + step)
-        drop = torch.rand(len(ids), generator=generator) < self.run_config.caption_dropout
-        txt, mask, y = c["txt"][ids].clone(), c["txt_mask"][ids].clone(), c["y"][ids].clone()
-        txt[drop], mask[drop], y[drop] = c["empty_txt"], c["empty_mask"], c["empty_y"]
-        noise = torch.randn(c["latents"][ids].shape, generator=generator)
-        if self.run_config.objective == "ddpm":  # t = k / K for a uniform integer step k
-            t = flow.sample_ddpm_timesteps(len(ids), generator=generator) / flow.DDPM_STEPS
-        else:
-            t = flow.sample_timesteps(len(ids), generator=generator)
-        move = lambda *xs: [x.to(self.device) for x in xs]
-        return move(c["latents"][ids], noise, t, txt, mask, y)
+        """The step's global batch, this process's rows: latents x0, noise, t and the text,
+        with about `caption_dropout` of the captions swapped for the empty caption ""."""
+        c, generator, n = self.cache, self.generator(step), self.size.batch_size
+        ids = torch.randint(c["num_clips"], (n,), generator=generator)
+        drop = torch.rand(n, generator=generator) < self.run_config.caption_dropout
+        captions = flow.drop_conditions({"txt": c["txt"][ids], "txt_mask": c["txt_mask"][ids], "y": c["y"][ids]},
+                                        {"txt": c["empty_txt"], "txt_mask": c["empty_mask"], "y": c["empty_y"]}, drop)
+        x0 = c["latents"][ids]
+        noise = torch.randn(x0.shape, generator=generator)
+        t = self.sample_times(n, generator=generator)
+        return self.context.shard((x0, noise, t, captions["txt"], captions["txt_mask"], captions["y"]))
 
     def train_step(self, step):
         with self.autocast:
@@ -391,14 +416,14 @@ class FlowStage(Stage):
 
     def after_step(self, done_steps):
         every = self.run_config.sample_every
-        if every and (done_steps % every == 0 or done_steps == self.schedule.steps):
+        if every and (done_steps % every == 0 or done_steps == self.size.steps):
             self.write_samples(done_steps)
 
     @torch.no_grad()
     def write_samples(self, done_steps):
         pipe = Pipeline(self.context.run_dir, self.device, flow_model=self.ema.eval(),
                         objective=self.run_config.objective, log=lambda message: None)
-        captions = self.context.val.captions[:2]
+        captions = self.context.val.captions[:SAMPLES_PER_CHECK]
         _, audio = pipe.generate(captions, seconds=self.run_config.seconds, steps=self.run_config.sample_steps)
         folder = os.path.join(self.context.run_dir, "samples")
         for i, (caption, clip) in enumerate(zip(captions, audio)):
@@ -412,33 +437,15 @@ class FlowStage(Stage):
         pipe = Pipeline(self.context.run_dir, self.device, flow_model=self.ema.eval(), use_vocoder=False)
         x0 = pipe.vae.encode(self.context.val_mels)
         cond = pipe.encode_text(self.context.val.captions)
-        generator = torch.Generator().manual_seed(0)
-        noise = torch.randn(x0.shape, generator=generator).to(self.device)
-        t = torch.linspace(0.05, 0.95, len(x0)).to(self.device)
-        loss = self.loss_fn(self.ema, x0, noise, t, cond["txt"], cond["txt_mask"], cond["y"])
+        noise = torch.randn(x0.shape, generator=self.generator(self.size.steps)).to(self.device)
+        t = torch.linspace(*VAL_TIMES, len(x0)).to(self.device)
+        loss = self.loss(self.ema, x0, noise, t, cond["txt"], cond["txt_mask"], cond["y"])
         return {"val_flow_loss": loss.item()}
-
-
-def velocity_loss(model, x0, noise, t, txt, txt_mask, y):
-    """Rectified flow: z_t on the straight line, the network predicts the velocity ε − x0."""
-    z_t = flow.interpolate(x0, noise, t)
-    return flow.flow_loss(model.velocity(z_t, t, txt, txt_mask, y), x0, noise)
-
-
-DDPM_ALPHAS_CUMPROD = flow.ddpm_schedule()
-
-
-def ddpm_loss(model, x0, noise, t, txt, txt_mask, y):
-    """The DDPM baseline on the same network: z_k = √ᾱ_k x0 + √(1−ᾱ_k) ε, the network predicts ε.
-    t carries the step as k / K, which is also what the network is told."""
-    k = (t * flow.DDPM_STEPS).round().long().clamp(max=flow.DDPM_STEPS - 1)
-    z_k = flow.ddpm_noising(x0, noise, k, DDPM_ALPHAS_CUMPROD)
-    return flow.ddpm_loss(model.velocity(z_k, t, txt, txt_mask, y), noise)
 
 
 STAGE_CLASSES = {cls.name: cls for cls in (VAEStage, VocoderStage, CLAPStage, T5Stage, FlowStage)}
 
 
-def build(name, context, world):
+def build(name, context):
     torch.manual_seed(context.config.seed)  # the same initial weights on every process and rerun
     return STAGE_CLASSES[name](context)

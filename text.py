@@ -57,6 +57,20 @@ CLAP-L); here both are small and pretrained by `train.py` on the dataset's capti
    apart, wider than the ~19 Hz between a minor and a major third above middle C. The same
    space gives zero-shot classification (which prompt is nearest a clip?) and retrieval (which
    clip is nearest a caption?), which `evaluate.py` reuses.
+
+Training recipes (what `train.py`'s clap and t5 stages run each step): `clap_training_batch`
+then `CLAP.loss`; `t5_training_batch` then `t5_pretrain_loss`.
+
+References
+- Raffel et al., "Exploring the Limits of Transfer Learning with a Unified Text-to-Text
+  Transformer" (T5, span corruption, relative position buckets), arXiv 1910.10683
+- Xue et al., "ByT5: Towards a Token-Free Future with Pre-trained Byte-to-Byte Models", arXiv 2105.13626
+- Shazeer, "GLU Variants Improve Transformer" (gated GELU), arXiv 2002.05202
+- Elizalde et al., "CLAP: Learning Audio Concepts From Natural Language Supervision", arXiv 2206.04769;
+  Wu et al., "Large-scale Contrastive Language-Audio Pretraining" (LAION-CLAP), arXiv 2211.06687
+- van den Oord et al., "Representation Learning with Contrastive Predictive Coding" (InfoNCE),
+  arXiv 1807.03748; Radford et al., "Learning Transferable Visual Models From Natural Language
+  Supervision" (CLIP: symmetric loss, learned temperature), arXiv 2103.00020
 """
 
 import math
@@ -314,11 +328,15 @@ def span_corrupt(ids, mask, generator=None, noise_density=0.15, mean_span_length
     return (*pad_batch(inputs), *pad_batch(targets))
 
 
-def t5_pretrain_loss(encoder, decoder, captions, generator=None):
-    """Span-corruption cross-entropy on a list of captions (mean over target bytes and sentinels)."""
-    ids, mask = encoder.tokenizer(captions)
-    device = encoder.embed.weight.device
-    inputs, input_mask, targets, target_mask = (t.to(device) for t in span_corrupt(ids, mask, generator))
+def t5_training_batch(tokenizer, captions, batch_size, generator=None):
+    """One step's batch for the T5 stage of train.py: random captions, tokenized and span-corrupted
+    (inputs, input_mask, targets, target_mask), all drawn from `generator`."""
+    chosen = torch.randint(len(captions), (batch_size,), generator=generator).tolist()
+    return span_corrupt(*tokenizer([captions[i] for i in chosen]), generator=generator)
+
+
+def t5_pretrain_loss(encoder, decoder, inputs, input_mask, targets, target_mask):
+    """Span-corruption cross-entropy of a `span_corrupt` batch (mean over target bytes and sentinels)."""
     memory = encoder(inputs, input_mask)
     # teacher forcing: the decoder reads the targets shifted right by one, starting from <pad>
     logits = decoder(F.pad(targets[:, :-1], (1, 0), value=PAD), memory, input_mask)
@@ -392,7 +410,15 @@ class CLAP(nn.Module):
         return self.logit_scale.clamp(max=math.log(self.config.max_logit_scale)).exp()
 
     def loss(self, captions, mel):
+        """The training objective on matching (caption, log-mel) pairs: symmetric InfoNCE."""
         return info_nce(self.embed_text(captions), self.embed_audio(mel), self.scale())
+
+
+def clap_training_batch(captions, mels, batch_size, generator=None):
+    """One step's batch for the CLAP stage of train.py: `batch_size` random (caption, log-mel)
+    pairs. Every other pair in the batch is a negative for InfoNCE, so bigger batches teach more."""
+    chosen = torch.randint(len(captions), (batch_size,), generator=generator)
+    return [captions[i] for i in chosen.tolist()], mels[chosen]
 
 
 def info_nce(text_emb, audio_emb, logit_scale):
@@ -452,29 +478,3 @@ def clap_metrics(clap, captions, mels, attributes, chunk=64):
         metrics.update({f"zero_shot_{name}": acc
                         for name, acc in zero_shot_accuracy(clap, audio_emb, attributes).items()})
     return metrics
-
-
-# ----------------------------------------------------------------------------- a small training loop
-
-def fit(parameters, batch_loss, num_items, steps, batch_size=32, lr=1e-3, seed=0):
-    """AdamW on random mini-batches of item indices, warm-up then cosine decay; returns the losses.
-
-    `batch_loss(indices)` returns a scalar loss. This is the short loop for tests and notebooks;
-    train.py has the full one (checkpoints, resume, progress bars).
-    """
-    parameters = [p for p in parameters if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.0)
-    warmup = max(1, steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * (0.55 + 0.45 * math.cos(math.pi * s / steps)))
-    generator = torch.Generator().manual_seed(seed)
-    losses = []
-    for _ in range(steps):
-        loss = batch_loss(torch.randperm(num_items, generator=generator)[:batch_size])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
-        optimizer.step()
-        schedule.step()
-        losses.append(loss.item())
-    return losses

@@ -21,6 +21,7 @@ Each stage also writes its loss curve as `<stage>_loss.csv` and `.png`.
 """
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -28,6 +29,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 
 import torch
@@ -35,12 +37,13 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 import stages
-from common import (STAGES, CheckpointError, load_checkpoint, pick_device, positive_int, save_checkpoint,
-                    stage_path)
+from common import (STAGES, CheckpointError, checkpoint_dict, load_checkpoint, pick_device, positive_int,
+                    save_checkpoint, stage_path)
 
 
 @dataclass
-class Schedule:
+class StageSize:
+    """How much one stage trains: optimiser steps, clips per step, peak learning rate."""
     steps: int
     batch_size: int
     lr: float
@@ -56,15 +59,15 @@ class RunConfig:
     seed: int = 0
     preset: str = "tiny"            # transformer size, model.PRESETS
     objective: str = "rectified_flow"  # or "ddpm": the classic baseline, same network and budget
-    vae: Schedule = field(default_factory=lambda: Schedule(1200, 16, 2e-3))
+    vae: StageSize = field(default_factory=lambda: StageSize(1200, 16, 2e-3))
     vae_crop_frames: int = 64       # the VAE trains on random 64-frame windows
-    vocoder: Schedule = field(default_factory=lambda: Schedule(1900, 8, 2e-3))
+    vocoder: StageSize = field(default_factory=lambda: StageSize(1900, 8, 2e-3))
     vocoder_warmup: int = 1800      # reconstruction-only steps before the discriminators join
     vocoder_gan_lr: float = 2e-4    # HiFi-GAN's own rate for the adversarial phase
     vocoder_segment: int = 8320     # samples per vocoder training crop (52 frames)
-    clap: Schedule = field(default_factory=lambda: Schedule(600, 64, 2e-3))
-    t5: Schedule = field(default_factory=lambda: Schedule(600, 64, 2e-3))
-    flow: Schedule = field(default_factory=lambda: Schedule(2500, 16, 1e-3))
+    clap: StageSize = field(default_factory=lambda: StageSize(600, 64, 2e-3))
+    t5: StageSize = field(default_factory=lambda: StageSize(600, 64, 2e-3))
+    flow: StageSize = field(default_factory=lambda: StageSize(2500, 16, 1e-3))
     caption_dropout: float = 0.1
     ema_decay: float = 0.999
     save_every: int = 200
@@ -74,9 +77,9 @@ class RunConfig:
 
 
 TINY = RunConfig()
-SMOKE = RunConfig(num_clips=12, num_val_clips=4, vae=Schedule(3, 4, 1e-3), vae_crop_frames=32,
-                  vocoder=Schedule(4, 2, 2e-4), vocoder_warmup=2, clap=Schedule(3, 4, 5e-4),
-                  t5=Schedule(3, 4, 1e-3), flow=Schedule(6, 4, 5e-4), save_every=2, sample_every=4, sample_steps=2)
+SMOKE = RunConfig(num_clips=12, num_val_clips=4, vae=StageSize(3, 4, 1e-3), vae_crop_frames=32,
+                  vocoder=StageSize(4, 2, 2e-4), vocoder_warmup=2, clap=StageSize(3, 4, 5e-4),
+                  t5=StageSize(3, 4, 1e-3), flow=StageSize(6, 4, 5e-4), save_every=2, sample_every=4, sample_steps=2)
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -115,8 +118,10 @@ class Diverged(Exception):
     """The loss became NaN/Inf; nothing from this step is saved."""
 
 
-def install_ctrl_c_handler():
-    """First Ctrl-C: finish the step and save. Second: stop at once (files are atomic anyway)."""
+@contextlib.contextmanager
+def ctrl_c_saves_and_stops():
+    """While training: the first Ctrl-C finishes the step and saves; a second stops at once
+    (files are atomic anyway). The previous handler comes back afterwards."""
     state = {"stop": False}
 
     def handler(signum, frame):
@@ -125,16 +130,19 @@ def install_ctrl_c_handler():
         state["stop"] = True
         print("\nCtrl-C: finishing this step and saving a checkpoint (press again to quit at once)", flush=True)
 
-    signal.signal(signal.SIGINT, handler)
-    return state
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
-def checkpoint_state(job, step, history):
-    return {"stage": job.name, "done": False, "step": step, "config": asdict(job.model.config),
-            "model": job.model.state_dict(), "ema": job.ema.state_dict() if job.ema is not None else None,
-            "extra": {name: m.state_dict() for name, m in job.extra_modules.items()},
-            "optimizers": {name: o.state_dict() for name, o in job.optimizers.items()},
-            "rng": torch.get_rng_state(), "history": history, "run_config": asdict(job.run_config)}
+def resumable_checkpoint(job, step, history):
+    """Everything needed to resume a stage mid-way: the weights plus optimisers, extra modules, RNG."""
+    return checkpoint_dict(job.name, job.model, step, False, asdict(job.run_config), history, job.ema,
+                           extra={name: m.state_dict() for name, m in job.extra_modules.items()},
+                           optimizers={name: o.state_dict() for name, o in job.optimizers.items()},
+                           rng=torch.get_rng_state())
 
 
 def restore(job, checkpoint, path):
@@ -164,14 +172,14 @@ def run_stage(name, context, world, stop_state):
         if world.main:
             print(f"[{name}] already trained: {path} (delete it to retrain)")
         return existing.get("metrics", {})
-    job = stages.build(name, context, world)
+    job = stages.build(name, context)
     step, history = restore(job, existing, path) if existing is not None else (0, [])
     if world.main:
         print(f"[{name}] {job.describe()} — {'resuming at step ' + str(step) if step else 'starting'}; "
               f"checkpoint: {path}")
     start = time.time()
-    bar = tqdm(range(step, job.schedule.steps), initial=step, total=job.schedule.steps,
-               desc=name, disable=not world.main, dynamic_ncols=True)
+    bar = tqdm(range(step, job.size.steps), initial=step, total=job.size.steps,
+               desc=name, disable=not (world.main and context.progress), dynamic_ncols=True)
     for step in bar:
         for optimizer in job.optimizers.values():
             for group in optimizer.param_groups:
@@ -184,7 +192,7 @@ def run_stage(name, context, world, stop_state):
         bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()})
         done_steps = step + 1
         if world.main and (done_steps % context.config.save_every == 0 or stop_state["stop"]):
-            save_checkpoint(checkpoint_state(job, done_steps, history), path)
+            save_checkpoint(resumable_checkpoint(job, done_steps, history), path)
             write_loss_curve(context.run_dir, name, history)
         if world.main:
             job.after_step(done_steps)
@@ -195,9 +203,8 @@ def run_stage(name, context, world, stop_state):
     metrics = job.finish() if world.main else {}
     metrics["train_seconds"] = round(time.time() - start, 1)
     if world.main:
-        final = {"stage": name, "done": True, "step": job.schedule.steps, "config": asdict(job.model.config),
-                 "model": job.model.state_dict(), "ema": job.ema.state_dict() if job.ema is not None else None,
-                 "history": history, "metrics": metrics, "run_config": asdict(job.run_config)}
+        final = checkpoint_dict(name, job.model, job.size.steps, True, asdict(job.run_config), history, job.ema,
+                                metrics=metrics)  # inference weights only: no optimiser state
         save_checkpoint(final, path)
         write_loss_curve(context.run_dir, name, history)
         print(f"[{name}] done in {metrics['train_seconds']:.0f} s: "
@@ -209,7 +216,7 @@ def write_loss_curve(run_dir, name, history):
     """<stage>_loss.csv (every logged value) and <stage>_loss.png (their curves)."""
     if not history:
         return
-    keys = list(history[-1].keys())
+    keys = list(dict.fromkeys(key for row in history for key in row))  # every phase's losses, in order
     with open(os.path.join(run_dir, f"{name}_loss.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
@@ -218,10 +225,9 @@ def write_loss_curve(run_dir, name, history):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=80)
-    steps = [row["step"] for row in history]
-    for key in keys[1:]:
-        values = [row.get(key, float("nan")) for row in history]
-        ax.plot(steps, smooth(values), label=key)
+    for key in keys[1:]:  # each loss over the steps that logged it (the vocoder's phases log different ones)
+        logged = [(row["step"], row[key]) for row in history if key in row]
+        ax.plot([s for s, _ in logged], smooth([v for _, v in logged]), label=key)
     ax.set_xlabel("step"), ax.set_yscale("log"), ax.set_title(f"{name} training loss"), ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(run_dir, f"{name}_loss.png"))
@@ -264,8 +270,12 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.run is None:
         args.run = "runs/smoke" if args.smoke else "runs/tiny"
+    if os.path.exists(args.run) and not os.path.isdir(args.run):
+        parser.error(f"--run {args.run} is a file, not a folder: name a folder for the run's checkpoints "
+                     f"(it is made if missing)")
     if args.data and not os.path.isdir(args.data):
-        parser.error(f"--data {args.data}: no such folder (it should hold audio files and captions)")
+        problem = "is a file, not a folder" if os.path.exists(args.data) else "no such folder"
+        parser.error(f"--data {args.data}: {problem} (it should hold audio files and captions)")
     from model import PRESETS
     if args.preset not in PRESETS:
         parser.error(f"--preset {args.preset}: choose one of {', '.join(PRESETS)}")
@@ -280,30 +290,36 @@ def make_run_config(args):
     return config
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    config = make_run_config(args)
-    todo = [args.stage] if args.stage else list(STAGES)
-    timings = {}
+def train(run_dir, config, names=STAGES, data_dir=None, device=None, progress=True):
+    """Train `names` (in order) into `run_dir` with `config`; returns {stage: metrics}. What the
+    command line runs, and what the notebooks call with smaller configs. Raises StopRequested,
+    Diverged, CheckpointError or ValueError with a one-line message."""
+    world = setup_world(device)
     try:
-        world = setup_world(args.device)
-        os.makedirs(args.run, exist_ok=True)
+        os.makedirs(run_dir, exist_ok=True)
         torch.manual_seed(config.seed + world.rank)
-        stop_state = install_ctrl_c_handler()
-        context = stages.Context(args.run, config, args.data, world)
-        for name in todo:
-            start = time.time()
-            metrics = run_stage(name, context, world, stop_state)
-            timings[name] = metrics.get("train_seconds", round(time.time() - start, 1))
-    except (StopRequested, Diverged, CheckpointError, ValueError) as error:
-        print(str(error), file=sys.stderr)
-        sys.exit(130 if isinstance(error, StopRequested) else 1)
+        context = stages.Context(run_dir, config, data_dir, world, progress=progress)
+        with ctrl_c_saves_and_stops() as stop_state:
+            results = {name: run_stage(name, context, world, stop_state) for name in names}
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
     if world.main:
-        with open(os.path.join(args.run, "timings.json"), "w") as f:
-            json.dump(timings, f, indent=1)
+        with open(os.path.join(run_dir, "timings.json"), "w") as f:
+            json.dump({name: metrics.get("train_seconds") for name, metrics in results.items()}, f, indent=1)
+    return results
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    # a skipped-files warning is one line for the user, not Python's "file:line: UserWarning" and source
+    warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"
+    try:
+        train(args.run, make_run_config(args), [args.stage] if args.stage else STAGES, args.data, args.device)
+    except (StopRequested, Diverged, CheckpointError, ValueError) as error:
+        print(str(error), file=sys.stderr)
+        sys.exit(130 if isinstance(error, StopRequested) else 1)
+    if int(os.environ.get("RANK", 0)) == 0:
         print(f"all done: checkpoints in {args.run}/ — try `python sample.py --run {args.run}`")
 
 

@@ -35,6 +35,16 @@ saved with the weights). `encode` returns mu * scale_factor, `decode` divides it
 
 The log-mel input spans about [-11.5 (silence), 2]; it is mapped affinely to about [-1, 1]
 inside the model so every layer starts well conditioned, and mapped back on the way out.
+
+The training recipe (what `train.py`'s vae stage runs each step) is at the end of the file:
+`training_batch` (random crops and posterior noise), then `VAE.loss`.
+
+References
+- Kingma & Welling, "Auto-Encoding Variational Bayes", arXiv 1312.6114
+- Rombach et al., "High-Resolution Image Synthesis with Latent Diffusion Models" (the KL-VAE with a
+  small KL weight, the latent scale factor), arXiv 2112.10752
+- Liu et al., "AudioLDM: Text-to-Audio Generation with Latent Diffusion Models" (a VAE on mel
+  images), arXiv 2301.12503; AudioLDM 2, arXiv 2308.05734 (the VAE FluxMusic uses)
 """
 
 from dataclasses import dataclass
@@ -143,6 +153,12 @@ class Decoder(nn.Module):
 
 
 class VAE(nn.Module):
+    """The whole VAE: `encode` (log-mel -> scaled latent the flow model sees), `decode` (back),
+    and `loss` (the training objective on a batch of log-mels).
+
+        mel (B, T, 64) --encode--> latent (B, 8, T/4, 16), unit variance --decode--> mel (B, T, 64)
+    """
+
     def __init__(self, config):
         super().__init__()
         self.config = config
@@ -199,7 +215,8 @@ class VAE(nn.Module):
         return self.scale_factor.item()
 
 
-# ----------------------------------------------------------------------------- training helpers
+# ----------------------------------------------------------------------------- the training recipe
+# What the VAE stage of train.py does each step: training_batch -> VAE.loss -> AdamW.
 
 def random_crops(mels, batch_size, frames, generator=None):
     """batch_size random windows of `frames` frames from random clips of mels (N, T, 64).
@@ -210,26 +227,18 @@ def random_crops(mels, batch_size, frames, generator=None):
     return mels[clip[:, None], offsets]
 
 
+def training_batch(mels, batch_size, frames, config, generator=None):
+    """One step's batch: random crops (B, frames, 64) and the N(0, I) noise (B, C, frames/4, 16)
+    that draws z from the posterior. Both come from `generator`, so the step is reproducible
+    (and under data parallelism each process can take its rows of one global draw)."""
+    crops = random_crops(mels, batch_size, frames, generator)
+    noise = torch.randn(batch_size, config.latent_channels, frames // config.downsample,
+                        N_MELS // config.downsample, generator=generator)
+    return crops, noise
+
+
 @torch.no_grad()
 def reconstruction_l1(vae, mels, batch_size=16):
     """Mean |decode(encode(mel)) - mel| in log-mel units: the held-out metric."""
     errors = [(vae.decode(vae.encode(m)) - m).abs().mean() * len(m) for m in mels.split(batch_size)]
     return (sum(errors) / len(mels)).item()
-
-
-def train_vae(vae, mels, steps, batch_size=16, lr=1e-3, crop_frames=64, seed=0):
-    """A plain AdamW loop on random crops; returns the per-step logs. Measures the scale factor
-    at the end, so the returned model is ready for `encode`."""
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
-    history = []
-    vae.train()
-    for _ in range(steps):
-        loss, logs = vae.loss(random_crops(mels, batch_size, crop_frames, generator))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history.append(logs)
-    vae.eval()
-    vae.measure_scale_factor(mels)
-    return history

@@ -42,6 +42,19 @@ markedly slower for us).
 squares to get a linear magnitude, then alternate between the time and frequency domains,
 keeping the magnitude and letting the phase settle (Griffin & Lim, 1984; with the "fast"
 momentum of Perraudin et al., 2013).
+
+The training recipe (what `train.py`'s vocoder stage runs each step): `training_batch` (audio
+crops), then `reconstruction_loss` during the warm-up, and `discriminator_loss` followed by
+`generator_loss` in the GAN phase.
+
+References
+- Kong, Kim, Bae, "HiFi-GAN: Generative Adversarial Networks for Efficient and High Fidelity
+  Speech Synthesis", arXiv 2010.05646
+- Yamamoto, Song, Kim, "Parallel WaveGAN" (multi-resolution STFT loss), arXiv 1910.11480
+- Mao et al., "Least Squares Generative Adversarial Networks", arXiv 1611.04076
+- Salimans & Kingma, "Weight Normalization", arXiv 1602.07868
+- Griffin & Lim, "Signal Estimation from Modified Short-Time Fourier Transform", IEEE Trans.
+  ASSP 32(2), 1984; Perraudin, Balazs, Søndergaard, "A Fast Griffin-Lim Algorithm", WASPAA 2013
 """
 
 import math
@@ -265,9 +278,11 @@ def mel_analyser(device):
 
 
 def reconstruction_loss(real, fake, mel_weight=5.0):
-    """The GAN-free warm-up objective: multi-resolution STFT distance + mel_weight * log-mel L1."""
+    """The GAN-free warm-up objective: multi-resolution STFT distance + mel_weight * log-mel L1.
+    Returns (loss, logs), like the GAN losses."""
     mel_fn = mel_analyser(real.device)
-    return multi_resolution_stft_distance(real, fake) + mel_weight * (mel_fn(fake) - mel_fn(real)).abs().mean()
+    stft, mel = multi_resolution_stft_distance(real, fake), (mel_fn(fake) - mel_fn(real)).abs().mean()
+    return stft + mel_weight * mel, {"stft": stft.item(), "g_mel": mel.item()}
 
 
 # ----------------------------------------------------------------------------- Griffin-Lim baseline
@@ -306,7 +321,7 @@ def griffin_lim(mel, n_iter=32, momentum=0.99, seed=0):
     return audio.clamp(-1.0, 1.0)
 
 
-# ----------------------------------------------------------------------------- evaluation and training
+# ----------------------------------------------------------------------------- evaluation and the training batch
 
 @torch.no_grad()
 def waveform_distances(real, fake, mel_fn):
@@ -331,44 +346,12 @@ def compare_with_griffin_lim(vocoder, audio, mel_fn, batch_size=16):
             "vocoder_x_real_time": x_real_time}
 
 
-def random_segments(audio, batch_size, segment, generator=None):
-    """batch_size windows of `segment` samples from random clips of audio (N, samples), each
-    starting on a hop boundary so its mel frames line up with the clip's."""
+def training_batch(audio, batch_size, segment, generator=None):
+    """One step's batch: `batch_size` windows of `segment` samples from random clips of audio
+    (N, samples), each starting on a hop boundary so its mel frames line up with the clip's.
+    The vocoder stage of train.py computes their log-mels, then takes reconstruction_loss
+    steps (the warm-up) or discriminator_loss and generator_loss steps (the GAN)."""
     clip = torch.randint(len(audio), (batch_size,), generator=generator)
     hops = (audio.shape[1] - segment) // HOP
     start = torch.randint(hops + 1, (batch_size,), generator=generator) * HOP
     return audio[clip[:, None], start[:, None] + torch.arange(segment)]
-
-
-def train_vocoder(generator, discriminators, audio, steps, warmup_steps, batch_size=8, segment=8000,
-                  lr=2e-3, gan_lr=2e-4, seed=0):
-    """The warm-up (reconstruction loss only, at `lr`) for `warmup_steps`, then HiFi-GAN's
-    alternating updates at the gentler `gan_lr`: one discriminator step, one generator step.
-    Returns the per-step logs."""
-    gen = torch.Generator().manual_seed(seed)
-    mel_fn = mel_analyser(audio.device)
-    opt_g = torch.optim.AdamW(generator.parameters(), lr, betas=(0.8, 0.99))
-    opt_d = torch.optim.AdamW(discriminators.parameters(), gan_lr, betas=(0.8, 0.99))
-    history = []
-    for step in range(steps):
-        real = random_segments(audio, batch_size, segment, gen)
-        fake = generator(mel_fn(real))
-        if step < warmup_steps:
-            loss = reconstruction_loss(real, fake)
-            logs = {"recon": loss.item()}
-        else:
-            for group in opt_g.param_groups:
-                group["lr"] = gan_lr
-            d_loss, logs = discriminator_loss(discriminators, real, fake)
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_d.step()
-            discriminators.requires_grad_(False)  # the generator's gradient need not reach them
-            loss, g_logs = generator_loss(discriminators, real, fake, mel_fn)
-            discriminators.requires_grad_(True)
-            logs.update(g_logs)
-        opt_g.zero_grad(set_to_none=True)
-        loss.backward()
-        opt_g.step()
-        history.append(logs)
-    return history

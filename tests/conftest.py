@@ -20,6 +20,17 @@ def run_script(script, *args, check=True, timeout=300):
     return result
 
 
+def train_stage(run_dir, name, **overrides):
+    """Train one stage with exactly the code `train.py` runs, on `train.SMOKE` changed by
+    `overrides`; returns (its held-out metrics, its loss history)."""
+    from dataclasses import replace
+
+    import train
+    from common import load_checkpoint, stage_path
+    metrics = train.train(str(run_dir), replace(train.SMOKE, **overrides), [name], device="cpu", progress=False)
+    return metrics[name], load_checkpoint(stage_path(str(run_dir), name))["history"]
+
+
 @pytest.fixture(scope="session")
 def smoke_training(tmp_path_factory):
     """(run folder, train.py's output) of the session's one smoke run."""

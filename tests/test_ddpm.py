@@ -39,10 +39,25 @@ def test_noising_mixes_data_and_noise_with_unit_total_variance():
         ddpm_noising(x0, noise, torch.tensor([1, 2]), abar)
 
 
-def test_loss_and_timesteps():
-    eps = torch.randn(4, 3)
-    assert ddpm_loss(eps, eps).item() == 0.0
-    assert torch.allclose(ddpm_loss(eps + 2.0, eps), torch.tensor(4.0))
+def test_loss_is_zero_for_the_true_noise_and_the_mean_square_otherwise():
+    torch.manual_seed(0)
+    x0, eps, t = torch.randn(4, 3), torch.randn(4, 3), torch.tensor([0.0, 0.25, 0.5, 0.999])
+    k = (t * 1000).round().long()
+    seen = {}
+
+    def oracle(x_k, times, offset=0.0):  # recovers eps exactly from x_k, as a perfect network would
+        seen["t"] = times
+        a = ddpm_schedule()[k].float()[:, None]
+        return (x_k - a.sqrt() * x0) / (1 - a).sqrt() + offset
+
+    assert ddpm_loss(oracle, x0, eps, t).item() == pytest.approx(0.0, abs=1e-8)
+    assert ddpm_loss(lambda x, s: oracle(x, s, 2.0), x0, eps, t).item() == pytest.approx(4.0, abs=1e-4)
+    assert torch.equal(seen["t"], t)  # the network is told t = k / K, as it was given
+    drawn = ddpm_loss(lambda x, s: torch.zeros_like(x), x0, generator=torch.Generator().manual_seed(0))
+    assert drawn.item() == pytest.approx(1.0, abs=0.6)  # predicting 0 costs E[eps^2] = 1
+
+
+def test_timesteps_are_uniform_integers():
     k = sample_ddpm_timesteps(50000, generator=torch.Generator().manual_seed(0))
     assert k.dtype == torch.long and k.min() == 0 and k.max() == 999
     assert k.float().mean().item() == pytest.approx(499.5, abs=5)

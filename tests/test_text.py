@@ -136,15 +136,28 @@ def test_decoder_is_causal():
     assert torch.allclose(a[0, :4], b[0, :4], atol=1e-6) and not torch.allclose(a[0, 4], b[0, 4])
 
 
-def test_pretraining_loss_drops_when_overfitting():
+def test_pretraining_loss_is_a_cross_entropy_over_the_targets():
     torch.manual_seed(0)
     encoder, decoder = T5Encoder(TINY_T5), T5Decoder(TINY_T5)
-    generator = torch.Generator().manual_seed(0)
-    captions = CAPTIONS[:2]
-    losses = text.fit([*encoder.parameters(), *decoder.parameters()],
-                      lambda idx: text.t5_pretrain_loss(encoder, decoder, captions, generator), 2, 60, lr=3e-3)
+    batch = text.t5_training_batch(encoder.tokenizer, CAPTIONS[:2], 3, torch.Generator().manual_seed(0))
+    inputs, input_mask, targets, target_mask = batch
+    assert len(inputs) == 3 and (targets[target_mask] != PAD).all()
+    loss = text.t5_pretrain_loss(encoder, decoder, *batch)
+    assert abs(loss.item() - math.log(text.VOCAB_SIZE)) < 1.5  # an untrained decoder: near uniform
+    again = text.t5_training_batch(encoder.tokenizer, CAPTIONS[:2], 3, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a, b) for a, b in zip(batch, again))
+
+
+def test_the_t5_stage_learns_to_fill_in_spans(tmp_path):
+    """The recipe train.py runs (t5_training_batch -> t5_pretrain_loss -> AdamW), overfitting 4 clips' captions."""
+    from conftest import train_stage
+    from train import StageSize
+    metrics, history = train_stage(tmp_path, "t5", num_clips=4, num_val_clips=2, seconds=0.32,
+                                   t5=StageSize(60, 8, 3e-3))
+    losses = [row["loss"] for row in history]
     assert losses[0] > math.log(text.VOCAB_SIZE) - 1.5  # starts near uniform over the vocabulary
     assert sum(losses[-10:]) / 10 < 0.6 * losses[0]
+    assert math.isfinite(metrics["val_denoising_loss"])
 
 
 # ----------------------------------------------------------------------------- span corruption
@@ -240,25 +253,23 @@ def test_zero_shot_picks_the_matching_prompt():
     assert text.zero_shot_classify(clap, as_if_audio, prompts) == ["organ", "piano"]
 
 
-def clips(split, count, seconds):
-    from data import MelSpectrogram, SynthMusicDataset
-    items = [SynthMusicDataset(split, count, seconds=seconds)[i] for i in range(count)]
-    with torch.no_grad():
-        mels = MelSpectrogram()(torch.stack([item["audio"] for item in items]))
-    return mels, [item["caption"] for item in items], [item["attributes"] for item in items]
+def test_clap_training_batch_pairs_each_caption_with_its_own_clip():
+    captions, mels = [f"clip {i}" for i in range(10)], torch.arange(10.0)[:, None, None].expand(10, 4, 64)
+    chosen, chosen_mels = text.clap_training_batch(captions, mels, 6, torch.Generator().manual_seed(0))
+    assert len(chosen) == 6 and chosen_mels.shape == (6, 4, 64)
+    assert all(caption == f"clip {int(mel[0, 0])}" for caption, mel in zip(chosen, chosen_mels))
 
 
-def test_clap_training_beats_chance_on_held_out_combinations():
-    """A few hundred steps of a tiny CLAP on cached mels; the test split's attribute combinations
-    never occur in training, so retrieval there needs words and sounds matched piece by piece."""
-    torch.manual_seed(0)
-    train_mels, train_captions, _ = clips("train", 512, 1.0)
-    test_mels, test_captions, test_attributes = clips("test", 96, 1.0)
-    clap = CLAP(CLAPConfig(embed_dim=32, text_width=32, text_layers=1, audio_width=8))
-    losses = text.fit(clap.parameters(), lambda idx: clap.loss([train_captions[i] for i in idx], train_mels[idx]),
-                      len(train_captions), steps=300, batch_size=16, lr=4e-3)
+def test_the_clap_stage_beats_chance_on_held_out_combinations(tmp_path):
+    """The recipe train.py runs (clap_training_batch -> CLAP.loss -> AdamW), a few hundred steps on
+    short clips. The test split's attribute combinations never occur in training, so retrieval
+    there needs words and sounds matched piece by piece."""
+    from conftest import train_stage
+    from train import StageSize
+    metrics, history = train_stage(tmp_path, "clap", num_clips=512, num_val_clips=96, seconds=1.0,
+                                   clap=StageSize(300, 16, 4e-3))
+    losses = [row["loss"] for row in history]
     assert sum(losses[-20:]) / 20 < math.log(16) - 1.0  # log 16 = 2.77 is the loss of knowing nothing
-    metrics = text.clap_metrics(clap.eval(), test_captions, test_mels, test_attributes)
     assert metrics["chance_R@5"] == 5 / 96
     assert metrics["R@5"] > 3 * metrics["chance_R@5"]
     assert metrics["zero_shot_instrument"] > 2 / 6  # chance is 1/6

@@ -3,8 +3,9 @@ trained VAE reconstructs held-out clips better than the mean mel does."""
 import pytest
 import torch
 
-from data import MelSpectrogram, SynthMusicDataset
-from vae import VAE, VAEConfig, kl_divergence, random_crops, reconstruction_l1, train_vae
+from conftest import train_stage
+from train import StageSize
+from vae import VAE, VAEConfig, kl_divergence, random_crops, training_batch
 
 
 def small_vae(**changes):
@@ -120,12 +121,18 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_briefly_trained_vae_beats_the_mean_mel_on_held_out_clips(one_thread):
-    mel_fn = MelSpectrogram()
-    with torch.no_grad():
-        train = mel_fn(torch.stack([SynthMusicDataset("train", 12, 0.64, seed=0)[i]["audio"] for i in range(12)]))
-        test = mel_fn(torch.stack([SynthMusicDataset("test", 4, 0.64, seed=0)[i]["audio"] for i in range(4)]))
-    vae = small_vae()
-    train_vae(vae, train, steps=80, batch_size=4, lr=2e-3, crop_frames=32)
-    baseline = (test - train.mean(dim=(0, 1))).abs().mean().item()
-    assert reconstruction_l1(vae, test) < 0.5 * baseline
+def test_training_batch_draws_crops_and_posterior_noise_reproducibly():
+    mels, config = torch.randn(3, 40, 64), VAEConfig()
+    crops, noise = training_batch(mels, 5, 16, config, torch.Generator().manual_seed(0))
+    assert crops.shape == (5, 16, 64) and noise.shape == (5, config.latent_channels, 4, 16)
+    again = training_batch(mels, 5, 16, config, torch.Generator().manual_seed(0))
+    assert torch.equal(crops, again[0]) and torch.equal(noise, again[1])
+
+
+def test_the_vae_stage_beats_the_mean_mel_on_held_out_clips(one_thread, tmp_path):
+    """The recipe train.py runs (training_batch -> VAE.loss -> AdamW), briefly, on short clips."""
+    metrics, history = train_stage(tmp_path, "vae", num_clips=12, num_val_clips=4, seconds=0.64,
+                                   vae=StageSize(80, 4, 2e-3), vae_crop_frames=32)
+    assert len(history) == 80 and {"loss", "l1", "kl"} <= set(history[-1])
+    assert metrics["val_mel_l1"] < 0.5 * metrics["mean_mel_baseline_l1"]
+    assert metrics["scale_factor"] > 0

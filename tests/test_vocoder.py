@@ -8,7 +8,7 @@ import torch
 from data import HOP, MelSpectrogram
 from vocoder import (PERIODS, Discriminators, HiFiGAN, HiFiGANConfig, compare_with_griffin_lim,
                      discriminator_loss, generator_loss, griffin_lim, multi_resolution_stft_distance,
-                     random_segments, reconstruction_loss)
+                     reconstruction_loss, training_batch)
 
 
 def mel_of_noise(frames, batch=2):
@@ -96,13 +96,16 @@ def test_stft_losses_vanish_only_for_identical_audio():
     torch.manual_seed(0)
     real = 0.1 * torch.randn(2, 4000)
     assert multi_resolution_stft_distance(real, real).item() == 0.0
-    assert reconstruction_loss(real, real).item() == 0.0
-    assert reconstruction_loss(real, 0.5 * real).item() > 0.5  # log-magnitude off by log 2 everywhere
+    loss, logs = reconstruction_loss(real, real)
+    assert loss.item() == 0.0 and logs == {"stft": 0.0, "g_mel": 0.0}
+    loss, logs = reconstruction_loss(real, 0.5 * real)
+    assert loss.item() > 0.5  # log-magnitude off by log 2 everywhere
+    assert loss.item() == pytest.approx(logs["stft"] + 5 * logs["g_mel"], rel=1e-5)
 
 
-def test_random_segments_start_on_hop_boundaries():
+def test_training_segments_start_on_hop_boundaries():
     audio = torch.arange(4 * 3200, dtype=torch.float32).reshape(4, 3200)
-    segments = random_segments(audio, 6, 800, torch.Generator().manual_seed(0))
+    segments = training_batch(audio, 6, 800, torch.Generator().manual_seed(0))
     assert segments.shape == (6, 800)
     for segment in segments:
         clip, start = divmod(int(segment[0]), 3200)
