@@ -37,20 +37,20 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
 import flow
 from blocks import TIME_EMBED_DIM
-from common import MODEL_CLASSES, STAGES, CheckpointError, pick_device, save_checkpoint
-from data import save_wav
+from common import MODEL_CLASSES, STAGES, CheckpointError, checkpoint_dict, pick_device, save_checkpoint, stage_path
+from data import CLIP_SECONDS, save_wav
 from model import PRESETS, FluxMusic
-from pipeline import Pipeline, frames_for
+from pipeline import DEFAULT_CFG, Pipeline, frames_for
 
-# (music seconds, text tokens) of a training sample: 2.56 s is 256 music tokens; a caption is ~64 bytes
-TRAIN_SECONDS, TEXT_TOKENS = 2.56, 64
+# text tokens of a training sample (a caption is ~64 bytes); its music is a CLIP_SECONDS clip, 256 tokens
+TEXT_TOKENS = 64
 
 
 # ----------------------------------------------------------------------------- timing and memory
@@ -132,7 +132,7 @@ def train_step_bench(preset, device, batch, repeats=3, autocast=False, compile=F
     model = FluxMusic(config).to(device)
     forward = torch.compile(model.velocity) if compile else model.velocity
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x0, noise, t, txt, mask, y = flow_batch(config, batch, TRAIN_SECONDS, device)
+    x0, noise, t, txt, mask, y = flow_batch(config, batch, CLIP_SECONDS, device)
 
     def step():
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
@@ -147,7 +147,7 @@ def train_step_bench(preset, device, batch, repeats=3, autocast=False, compile=F
     sync(device)
     first = time.perf_counter() - start
     seconds = seconds_per_call(step, device, repeats, warmup=1)
-    n_img = tokens_for(TRAIN_SECONDS)
+    n_img = tokens_for(CLIP_SECONDS)
     flops = 3 * model_flops(config, n_img, TEXT_TOKENS) * batch
     result = {"batch": batch, "step_ms": 1000 * seconds, "samples_per_s": batch / seconds,
               "tokens_per_s": batch * (n_img + TEXT_TOKENS) / seconds, "gflops": flops / seconds / 1e9,
@@ -191,16 +191,16 @@ def untrained_run(folder):
                               vec_in_dim=configs["clap"].embed_dim)
     for stage in STAGES:
         model = MODEL_CLASSES[stage][0](configs[stage])
-        save_checkpoint({"done": True, "config": asdict(configs[stage]), "model": model.state_dict(),
-                         "run_config": {"seconds": TRAIN_SECONDS}}, os.path.join(folder, f"{stage}.pt"))
+        checkpoint = checkpoint_dict(stage, model, step=0, done=True, run_config={"seconds": CLIP_SECONDS})
+        save_checkpoint(checkpoint, stage_path(folder, stage))
     return folder
 
 
-def sampling_bench(run_dir, device, seconds, steps, cfg=4.0):
+def sampling_bench(run_dir, device, seconds, steps, cfg=DEFAULT_CFG):
     """Caption -> WAV file, the whole pipeline: the real-time factor is wall time / audio length."""
     pipe = Pipeline(run_dir, device)
     caption = ["A fast, cheerful guitar tune in a major key, with drums."]
-    pipe.generate(caption, seconds=2.56, steps=2, cfg=cfg)  # warm-up: first-call allocations
+    pipe.generate(caption, seconds=CLIP_SECONDS, steps=2, cfg=cfg)  # warm-up: first-call allocations
 
     with tempfile.TemporaryDirectory() as folder:
         sync(device)
@@ -221,8 +221,8 @@ def sampling_bench(run_dir, device, seconds, steps, cfg=4.0):
 def sizes(device, quick):
     """Benchmark sizes: quick ones for tests, otherwise CPU-sized or GPU-sized."""
     if quick:
-        return dict(matmul=256, repeats=2, train={"tiny": 2}, attention=("tiny", 2, 2.56),
-                    sample=(2.56, 4), bf16=False, compile=False)
+        return dict(matmul=256, repeats=2, train={"tiny": 2}, attention=("tiny", 2, CLIP_SECONDS),
+                    sample=(CLIP_SECONDS, 4), bf16=False, compile=False)
     cuda = device.type == "cuda"
     # bf16 only on CUDA: CPUs without bf16 instructions (no AVX512-BF16/AMX) emulate it, very slowly
     return dict(matmul=8192 if cuda else 2048, repeats=10 if cuda else 3,

@@ -57,6 +57,15 @@ HOP = 160
 N_MELS = 64
 F_MIN, F_MAX = 0.0, 8000.0
 LOG_FLOOR = 1e-5
+CLIP_SECONDS = 2.56  # the built-in dataset's clip: 256 mel frames, 256 flow tokens (the paper: 10.24 s)
+# log(LOG_FLOOR) = -11.5 is silence and loud tonal peaks reach about +2: every network that reads a
+# log-mel maps this range to about [-1, 1] first, so its first layer starts well conditioned
+MEL_CENTRE, MEL_HALF_RANGE = -4.75, 6.75
+
+
+def normalise_log_mel(mel):
+    """log-mel in nats -> about [-1, 1], the input scale of the VAE, the vocoder and CLAP's audio tower."""
+    return (mel - MEL_CENTRE) / MEL_HALF_RANGE
 
 
 # ----------------------------------------------------------------------------- files
@@ -178,7 +187,7 @@ class SynthMusicDataset(torch.utils.data.Dataset):
     epoch and every DataLoader worker sees the same clip for the same i.
     """
 
-    def __init__(self, split="train", num_clips=1000, seconds=2.56, seed=0):
+    def __init__(self, split="train", num_clips=1000, seconds=CLIP_SECONDS, seed=0):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
         self.split, self.num_clips, self.seconds, self.seed = split, num_clips, seconds, seed
@@ -234,7 +243,7 @@ class AudioFolderDataset(torch.utils.data.Dataset):
     MIN_TRAIN_CLIPS for training, 1 for evaluation) is refused with one line saying so.
     """
 
-    def __init__(self, root, seconds=2.56, train=True, seed=0, min_clips=None):
+    def __init__(self, root, seconds=CLIP_SECONDS, train=True, seed=0, min_clips=None):
         self.root, self.seconds, self.train, self.seed, self.epoch = root, seconds, train, seed, 0
         self.num_samples = round(seconds * SAMPLE_RATE)
         if not os.path.isdir(root):

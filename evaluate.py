@@ -68,9 +68,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common import CheckpointError, load_checkpoint, pick_device, save_checkpoint, stage_path, train_command
-from data import INSTRUMENTS, MODES, N_MELS, SAMPLE_RATE, TEMPOS, MelSpectrogram, SynthMusicDataset, render_clip
-from pipeline import Pipeline
-from sample import DEFAULT_CFG
+from data import CLIP_SECONDS, INSTRUMENTS, MODES, N_MELS, SAMPLE_RATE, TEMPOS, MelSpectrogram, SynthMusicDataset, render_clip
+from pipeline import DEFAULT_CFG, Pipeline
 from vocoder import griffin_lim
 
 ATTRIBUTES = {"instrument": INSTRUMENTS, "tempo": tuple(TEMPOS), "mode": MODES, "drums": (False, True)}
@@ -283,7 +282,7 @@ class Evaluator:
         self.run_config = load_checkpoint(stage_path(run_dir, "flow"), made_by=train_command(run_dir, "flow")) \
             .get("run_config", {})
         self.objective = self.run_config.get("objective", "rectified_flow")
-        self.seconds, self.seed = self.run_config.get("seconds", 2.56), self.run_config.get("seed", 0)
+        self.seconds, self.seed = self.run_config.get("seconds", CLIP_SECONDS), self.run_config.get("seed", 0)
         self.device, self.batch_size = torch.device(device), batch_size
         self.pipe = Pipeline(run_dir, device)
         self.mel = MelSpectrogram().to(self.device)

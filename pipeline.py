@@ -19,13 +19,16 @@ import torch
 
 import flow
 from common import CheckpointError, load_stage, train_command
-from data import HOP, SAMPLE_RATE
+from data import CLIP_SECONDS, HOP, N_MELS, SAMPLE_RATE
+from model import PATCH
 from text import ByteTokenizer
+from vae import VAEConfig
 from vocoder import griffin_lim
 
-LATENT_CHANNELS, TIME_DOWN, MEL_BINS_DOWN = 8, 4, 16
-FRAMES_MULTIPLE = TIME_DOWN * 2  # the VAE halves time twice, then the 2x2 patching once more
+# a clip's frame count must survive the VAE's downsampling and then the 2x2 patching: 4 * 2 = 8
+FRAMES_MULTIPLE = VAEConfig().downsample * PATCH
 MAX_SECONDS = 60  # 6,000 music tokens; the paper's clips are 10 s
+DEFAULT_CFG = 4.0  # classifier-free guidance scale, chosen by measurement: see README's guidance table
 
 
 class Pipeline:
@@ -40,7 +43,7 @@ class Pipeline:
         self.vae = load_stage(run_dir, "vae", device)
         self.clap = load_stage(run_dir, "clap", device)
         self.t5 = load_stage(run_dir, "t5", device)
-        self.trained_seconds, self.objective = 2.56, objective
+        self.trained_seconds, self.objective = CLIP_SECONDS, objective
         if flow_model is None:
             flow_model, checkpoint = load_stage(run_dir, "flow", device, return_checkpoint=True)
             run_config = checkpoint.get("run_config", {})
@@ -69,7 +72,7 @@ class Pipeline:
         return {"txt": self.t5(ids, mask), "txt_mask": mask, "y": self.clap.embed_text((ids, mask))}
 
     @torch.no_grad()
-    def generate_latents(self, captions, seconds=2.56, steps=50, cfg=4.0, sampler=None,
+    def generate_latents(self, captions, seconds=CLIP_SECONDS, steps=50, cfg=DEFAULT_CFG, sampler=None,
                          negative_prompt="", seed=0, shift=1.0):
         """Sample VAE latents (B, 8, T/4, 16) for the captions. Each caption gets its own noise,
         drawn from (seed, index), so a clip does not depend on which other captions share the batch.
@@ -78,9 +81,9 @@ class Pipeline:
         if (sampler == "ddim") != (self.objective == "ddpm"):
             raise ValueError(f"--sampler {sampler} does not fit a {self.objective} model; use "
                              f"{'ddim' if self.objective == 'ddpm' else 'euler or heun'}")
-        frames = frames_for(seconds)
+        frames, vae = frames_for(seconds), self.vae.config
         noise = torch.stack([
-            torch.randn(LATENT_CHANNELS, frames // TIME_DOWN, MEL_BINS_DOWN,
+            torch.randn(vae.latent_channels, frames // vae.downsample, N_MELS // vae.downsample,
                         generator=torch.Generator().manual_seed(seed * 100_003 + i))
             for i in range(len(captions))]).to(self.device)
         cond = self.encode_text(captions)

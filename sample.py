@@ -21,10 +21,9 @@ import torch
 
 from common import CheckpointError, pick_device, positive_int
 from data import AUDIO_EXTENSIONS, save_wav
-from pipeline import Pipeline, frames_for
+from pipeline import DEFAULT_CFG, Pipeline, frames_for
 
 DEFAULT_PROMPT = "A slow, melancholic piano piece in a minor key, without drums."
-DEFAULT_CFG = 4.0  # chosen by measurement: see README's guidance-scale table
 MAX_PROMPT_BYTES = 128
 
 

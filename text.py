@@ -81,6 +81,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from blocks import RMSNorm
+from data import normalise_log_mel
 
 # ----------------------------------------------------------------------------- tokenizer
 
@@ -372,8 +373,7 @@ class AudioEncoder(nn.Module):
         self.proj = nn.Linear(2 * channels, out_dim)
 
     def forward(self, mel):
-        # log-mel sits in about [-11.5, 3]; centre and shrink it so the first conv sees O(1) values
-        x = self.convs(((mel + 5.0) / 4.0).unsqueeze(1))
+        x = self.convs(normalise_log_mel(mel).unsqueeze(1))  # O(1) values for the first conv
         # mean: how much of a sound there is (texture, note density); max: whether it happens at all
         return self.proj(torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1))
 

@@ -37,6 +37,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 import stages
+from data import CLIP_SECONDS
 from common import (STAGES, CheckpointError, checkpoint_dict, load_checkpoint, pick_device, positive_int,
                     save_checkpoint, stage_path)
 
@@ -53,7 +54,7 @@ class StageSize:
 class RunConfig:
     """Everything that sizes a run; saved into every checkpoint. The defaults are `--tiny`,
     measured to fit in about an hour on a 2-core CPU."""
-    seconds: float = 2.56           # clip length; 2.56 s = 256 mel frames = 256 flow tokens
+    seconds: float = CLIP_SECONDS   # clip length; 2.56 s = 256 mel frames = 256 flow tokens
     num_clips: int = 2400           # training clips rendered from the built-in dataset
     num_val_clips: int = 64         # held-out clips (the compositional "test" split) for metrics
     seed: int = 0

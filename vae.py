@@ -53,10 +53,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from data import N_MELS
+from data import MEL_CENTRE, MEL_HALF_RANGE, N_MELS, normalise_log_mel
 
-# log(1e-5) = -11.5 is silence, loud tonal peaks reach about +2: centre and half-width of that range
-MEL_CENTRE, MEL_HALF_RANGE = -4.75, 6.75
 
 
 @dataclass
@@ -176,12 +174,12 @@ class VAE(nn.Module):
     def posterior(self, mel):
         """(B, T, 64) log-mel -> unscaled (mean, logvar), each (B, C, T/4, 16)."""
         self.check_mel(mel)
-        x = ((mel - MEL_CENTRE) / MEL_HALF_RANGE).unsqueeze(1)
+        x = normalise_log_mel(mel).unsqueeze(1)
         mean, logvar = self.encoder(x).chunk(2, dim=1)
         return mean, logvar.clamp(-30.0, 20.0)  # keeps exp(logvar) finite early in training
 
     def decode_unscaled(self, z):
-        return self.decoder(z).squeeze(1) * MEL_HALF_RANGE + MEL_CENTRE
+        return self.decoder(z).squeeze(1) * MEL_HALF_RANGE + MEL_CENTRE  # the inverse of normalise_log_mel
 
     def encode(self, mel, sample=False):
         """(B, T, 64) log-mel -> (B, C, T/4, 16) latent with unit variance (times scale_factor).

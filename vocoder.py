@@ -68,11 +68,9 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from data import HOP, N_FFT, N_MELS, SAMPLE_RATE, MelSpectrogram, mel_filterbank
+from data import HOP, N_FFT, N_MELS, SAMPLE_RATE, MelSpectrogram, mel_filterbank, normalise_log_mel
 
 LRELU_SLOPE = 0.1
-# log-mel runs from -11.5 (silence) to about +2: mapped to about [-1, 1] before the first conv
-MEL_CENTRE, MEL_HALF_RANGE = -4.75, 6.75
 PERIODS = (2, 3, 5, 7, 11)
 STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop) of the multi-resolution loss
 
@@ -149,7 +147,7 @@ class HiFiGAN(nn.Module):
     def forward(self, mel):
         if mel.dim() != 3 or mel.shape[-1] != N_MELS:
             raise ValueError(f"HiFiGAN expects log-mel of shape (batch, frames, {N_MELS}), got {tuple(mel.shape)}")
-        x = self.conv_pre(((mel - MEL_CENTRE) / MEL_HALF_RANGE).transpose(1, 2))
+        x = self.conv_pre(normalise_log_mel(mel).transpose(1, 2))
         for up, mrf in zip(self.ups, self.mrfs):
             x = up(F.leaky_relu(x, LRELU_SLOPE))
             x = sum(block(x) for block in mrf) / len(mrf)
