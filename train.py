@@ -204,8 +204,10 @@ def run_stage(name, context, world, stop_state):
     metrics = job.finish() if world.main else {}
     metrics["train_seconds"] = round(time.time() - start, 1)
     if world.main:
+        # every module's weights (the T5 decoder and the discriminators too, to inspect or train further),
+        # but no optimiser state
         final = checkpoint_dict(name, job.model, job.size.steps, True, asdict(job.run_config), history, job.ema,
-                                metrics=metrics)  # inference weights only: no optimiser state
+                                metrics=metrics, extra={n: m.state_dict() for n, m in job.extra_modules.items()})
         save_checkpoint(final, path)
         write_loss_curve(context.run_dir, name, history)
         print(f"[{name}] done in {metrics['train_seconds']:.0f} s: "
