@@ -125,8 +125,9 @@ def load_stage(run_dir, stage, device="cpu", return_checkpoint=False):
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:
-        raise CheckpointError(f"{path} does not match its stored config {config} "
-                              f"({str(error).splitlines()[0]}); retrain with `{train_command(run_dir, stage)}`") from None
+        first_line = str(error).splitlines()[0]
+        raise CheckpointError(f"{path} does not match its stored config {config} ({first_line}); "
+                              f"retrain with `{train_command(run_dir, stage)}`") from None
     model = model.to(device).eval().requires_grad_(False)
     return (model, checkpoint) if return_checkpoint else model
 

@@ -68,7 +68,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common import CheckpointError, load_checkpoint, pick_device, save_checkpoint, stage_path, train_command
-from data import CLIP_SECONDS, INSTRUMENTS, MODES, N_MELS, SAMPLE_RATE, TEMPOS, MelSpectrogram, SynthMusicDataset, render_clip
+from data import (CLIP_SECONDS, INSTRUMENTS, MODES, N_MELS, SAMPLE_RATE, TEMPOS, MelSpectrogram, SynthMusicDataset,
+                  render_clip)
 from pipeline import DEFAULT_CFG, Pipeline
 from vocoder import griffin_lim
 

@@ -106,17 +106,15 @@ def slug(text, length=40):
 
 
 def save_spectrogram(path, mel, caption):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 3), dpi=90)
+    from matplotlib.figure import Figure  # not pyplot: no backend to choose, none switched under a notebook
+    fig = Figure(figsize=(7, 3), dpi=90)
+    ax = fig.subplots()
     image = ax.imshow(mel.T.cpu().numpy(), origin="lower", aspect="auto", cmap="magma",
                       extent=[0, mel.shape[0] / 100, 0, mel.shape[1]])
     ax.set_xlabel("time (s)"), ax.set_ylabel("mel bin"), ax.set_title(caption[:90] or "(unconditional)", fontsize=8)
     fig.colorbar(image, ax=ax, label="log-mel")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def main(argv=None):

@@ -52,6 +52,7 @@ ENCODE_BATCH = 64            # clips per forward when computing mels and frozen 
 HELD_OUT_FRACTION = 10       # a user folder keeps one clip in ten for held-out metrics
 SAMPLES_PER_CHECK = 2        # held-out captions the flow stage plays as it trains
 VAL_TIMES = (0.05, 0.95)     # the flow's held-out loss is measured at evenly spaced t in this range
+HELD_OUT_SEED = 0            # held-out noise and span corruption: the same in every run, so runs compare
 
 
 # ----------------------------------------------------------------------------- data, once per run
@@ -205,7 +206,8 @@ class Stage:
     def learning_rate(self, step):
         return self.size.lr * learning_rate_factor(step, self.size.steps)
 
-    def generator(self, step):
+    def rng(self, step):
+        """The step's random number generator (see Context.step_generator)."""
         return self.context.step_generator(self.name, step)
 
 
@@ -221,7 +223,7 @@ class VAEStage(Stage):
     def train_step(self, step):
         frames = min(self.run_config.vae_crop_frames, self.context.train_mels.shape[1])
         batch = vae_lib.training_batch(self.context.train_mels, self.size.batch_size, frames, self.model.config,
-                                       self.generator(step))
+                                       self.rng(step))
         loss, logs = self.objective(*self.context.shard(batch))
         return {"loss": optimise(loss, self.model, self.optimizers["main"]), **logs}
 
@@ -267,7 +269,7 @@ class VocoderStage(Stage):
     def train_step(self, step):
         audio = self.context.train.audio
         real = self.context.shard(vocoder_lib.training_batch(audio, self.size.batch_size,
-                                                             self.run_config.vocoder_segment, self.generator(step)))
+                                                             self.run_config.vocoder_segment, self.rng(step)))
         with torch.no_grad():
             mel = self.context.mel_fn(real)
         if step < self.run_config.vocoder_warmup:
@@ -302,7 +304,7 @@ class CLAPStage(Stage):
 
     def train_step(self, step):
         batch = text.clap_training_batch(self.context.train.captions, self.context.train_mels,
-                                         self.size.batch_size, self.generator(step))
+                                         self.size.batch_size, self.rng(step))
         loss = self.objective(*self.context.shard(batch))
         return {"loss": optimise(loss, self.model, self.optimizers["main"])}
 
@@ -328,7 +330,7 @@ class T5Stage(Stage):
 
     def train_step(self, step):
         batch = text.t5_training_batch(self.model.tokenizer, self.context.train.captions, self.size.batch_size,
-                                       self.generator(step))
+                                       self.rng(step))
         loss = self.objective(*self.context.shard(batch))
         return {"loss": optimise(loss, self.pair, self.optimizers["main"])}
 
@@ -336,7 +338,8 @@ class T5Stage(Stage):
     def finish(self):
         self.pair.eval()
         captions = self.context.val.captions
-        batch = text.span_corrupt(*self.model.tokenizer(captions), generator=self.generator(self.size.steps))
+        held_out = torch.Generator().manual_seed(HELD_OUT_SEED)
+        batch = text.span_corrupt(*self.model.tokenizer(captions), generator=held_out)
         loss = text.t5_pretrain_loss(self.model, self.decoder, *(t.to(self.device) for t in batch))
         return {"val_denoising_loss": loss.item()}
 
@@ -394,7 +397,7 @@ class FlowStage(Stage):
     def batch(self, step):
         """The step's global batch, this process's rows: latents x0, noise, t and the text,
         with about `caption_dropout` of the captions swapped for the empty caption ""."""
-        c, generator, n = self.cache, self.generator(step), self.size.batch_size
+        c, generator, n = self.cache, self.rng(step), self.size.batch_size
         ids = torch.randint(c["num_clips"], (n,), generator=generator)
         drop = torch.rand(n, generator=generator) < self.run_config.caption_dropout
         captions = flow.drop_conditions({"txt": c["txt"][ids], "txt_mask": c["txt_mask"][ids], "y": c["y"][ids]},
@@ -437,7 +440,7 @@ class FlowStage(Stage):
         pipe = Pipeline(self.context.run_dir, self.device, flow_model=self.ema.eval(), use_vocoder=False)
         x0 = pipe.vae.encode(self.context.val_mels)
         cond = pipe.encode_text(self.context.val.captions)
-        noise = torch.randn(x0.shape, generator=self.generator(self.size.steps)).to(self.device)
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(HELD_OUT_SEED)).to(self.device)
         t = torch.linspace(*VAL_TIMES, len(x0)).to(self.device)
         loss = self.loss(self.ema, x0, noise, t, cond["txt"], cond["txt_mask"], cond["y"])
         return {"val_flow_loss": loss.item()}

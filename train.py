@@ -224,17 +224,16 @@ def write_loss_curve(run_dir, name, history):
         writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(history)
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=80)
+    # a bare Figure, not pyplot: drawing to a file must not switch the backend of a notebook that trains
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6, 3.5), dpi=80)
+    ax = fig.subplots()
     for key in keys[1:]:  # each loss over the steps that logged it (the vocoder's phases log different ones)
         logged = [(row["step"], row[key]) for row in history if key in row]
         ax.plot([s for s, _ in logged], smooth([v for _, v in logged]), label=key)
     ax.set_xlabel("step"), ax.set_yscale("log"), ax.set_title(f"{name} training loss"), ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(run_dir, f"{name}_loss.png"))
-    plt.close(fig)
 
 
 def smooth(values, width=25):

@@ -120,3 +120,17 @@ def test_run_folder_that_is_a_file_is_a_one_line_error(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and "is a file, not a folder" in lines[-1]
     assert "Traceback" not in result.stderr and path.read_text() == "hello"
+
+
+def test_writing_a_loss_curve_leaves_the_plotting_backend_alone(tmp_path):
+    """A notebook that trains must still show its figures afterwards (pyplot.use("Agg") broke that)."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+    before = matplotlib.get_backend()
+    plt.switch_backend("svg")
+    try:
+        train.write_loss_curve(str(tmp_path), "demo", [{"step": 1, "loss": 2.0}, {"step": 2, "d_loss": 1.0}])
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        plt.switch_backend(before)
+    assert os.path.getsize(tmp_path / "demo_loss.png") > 1000
