@@ -18,6 +18,10 @@ Every stage writes `<run>/<stage>.pt` atomically every few hundred steps (weight
 EMA, step) and resumes from it; a finished stage is skipped on rerun. Ctrl-C finishes the
 current step, saves, and exits; a NaN loss stops the stage and keeps the last good file.
 Each stage also writes its loss curve as `<stage>_loss.csv` and `.png`.
+
+What each model learns from and minimises lives in its own file (`vae.training_batch`,
+`flow.rectified_flow_loss`, ...); `stages.py` holds the per-stage orchestration and this file the
+loop around it. From Python (the notebooks do this): `train.train(run_dir, config, ["vae"])`.
 """
 
 import argparse
@@ -37,9 +41,9 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 import stages
-from data import CLIP_SECONDS
 from common import (STAGES, CheckpointError, checkpoint_dict, load_checkpoint, pick_device, positive_int,
                     save_checkpoint, stage_path)
+from data import CLIP_SECONDS
 
 
 @dataclass
