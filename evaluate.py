@@ -52,6 +52,14 @@ and keeps the best, the learned form of Krumhansl's key finding. It is trained o
 clip and on its Griffin-Lim copy (waveform -> mel -> Griffin-Lim), because Griffin-Lim's phase
 artefacts alone fool a classifier trained on clean audio (instrument 0.44, mode 0.64 on the
 test clips): the rows below should measure what the music is, not how well its phase was guessed.
+
+References
+- Kilgour et al., "Fréchet Audio Distance: A Metric for Evaluating Music Enhancement Algorithms",
+  arXiv 1812.08466; Heusel et al., "GANs Trained by a Two Time-Scale Update Rule Converge to a
+  Local Nash Equilibrium" (the Fréchet distance of embeddings), arXiv 1706.08500
+- Salimans et al., "Improved Techniques for Training GANs" (inception score), arXiv 1606.03498
+- Liu et al., "AudioLDM" (FAD, KL and IS as text-to-audio metrics), arXiv 2301.12503
+- Krumhansl, "Cognitive Foundations of Musical Pitch", Oxford University Press, 1990 (key profiles)
 """
 
 import argparse

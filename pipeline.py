@@ -13,6 +13,10 @@ simply takes the place of "" in that formula, steering away from its description
 Each part lives in its own checkpoint under the run directory, written by `train.py`:
 vae.pt, vocoder.pt, clap.pt, t5.pt, flow.pt. Every checkpoint stores the config it was
 trained with, so the models are rebuilt exactly, whatever preset made them.
+
+References
+- Fei et al., "FLUX that Plays Music" (FluxMusic), arXiv 2409.00587
+- Ho & Salimans, "Classifier-Free Diffusion Guidance", arXiv 2207.12598
 """
 
 import torch
