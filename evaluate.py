@@ -43,15 +43,16 @@ a new melody): the ceiling. "VAE+vocoder reconstruction" runs the real clips thr
 and vocoder without the transformer: what the autoencoder and vocoder cost. "generated" is
 the whole pipeline from the caption.
 
-The attribute classifier sees hand-made features with a tiny learned head on top: mean and
-spread of each mel band (timbre, drums), the autocorrelation of the onset strength (tempo:
-notes fall on an eighth-note grid, so it peaks at the eighth's period) and a chroma vector
-(energy per pitch class, from a fine STFT). Mode needs the tonic, so its head scores the
-chroma against a learned major and a learned minor key profile in all 12 rotations (keys)
-and keeps the best, the learned form of Krumhansl's key finding. It is trained on each real
-clip and on its Griffin-Lim copy (waveform -> mel -> Griffin-Lim), because Griffin-Lim's phase
-artefacts alone fool a classifier trained on clean audio (instrument 0.44, mode 0.64 on the
-test clips): the rows below should measure what the music is, not how well its phase was guessed.
+The attribute classifier (`classifier.py`) sees hand-made features (mel-band statistics, the
+onset autocorrelation, a chroma vector) with a tiny learned head on top, trained here once per
+run on real clips and their Griffin-Lim copies.
+
+Where is an attribute lost? `--chain` measures the attribute accuracy at every link of the
+pipeline on the held-out clips: the real audio; its log-mel; the VAE's reconstruction of that
+log-mel; the generated log-mel; and each log-mel turned into sound by Griffin-Lim and by the
+run's own vocoder. Log-mels are judged by a classifier that reads log-mels directly (same
+features, its chroma from the mel itself), so the flow model's and the VAE's losses are told
+apart from the vocoder's and Griffin-Lim's.
 
 References
 - Kilgour et al., "Fréchet Audio Distance: A Metric for Evaluating Music Enhancement Algorithms",
@@ -59,7 +60,6 @@ References
   Local Nash Equilibrium" (the Fréchet distance of embeddings), arXiv 1706.08500
 - Salimans et al., "Improved Techniques for Training GANs" (inception score), arXiv 1606.03498
 - Liu et al., "AudioLDM" (FAD, KL and IS as text-to-audio metrics), arXiv 2301.12503
-- Krumhansl, "Cognitive Foundations of Musical Pitch", Oxford University Press, 1990 (key profiles)
 """
 
 import argparse
@@ -68,21 +68,17 @@ import json
 import math
 import os
 import sys
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-from common import CheckpointError, load_checkpoint, pick_device, save_checkpoint, stage_path, train_command
-from data import (CLIP_SECONDS, INSTRUMENTS, MODES, N_MELS, SAMPLE_RATE, TEMPOS, MelSpectrogram, SynthMusicDataset,
-                  render_clip)
+from common import CheckpointError, load_checkpoint, load_stage, pick_device, stage_path, train_command
+from data import (CLIP_SECONDS, SAMPLE_RATE, MelSpectrogram, render_clip)
+from classifier import ATTRIBUTES, CHANCE, accuracy, load_or_train_classifier, log_mels, render
 from pipeline import DEFAULT_CFG, Pipeline
 from vocoder import griffin_lim
 
-ATTRIBUTES = {"instrument": INSTRUMENTS, "tempo": tuple(TEMPOS), "mode": MODES, "drums": (False, True)}
-CHANCE = {name: 1 / len(values) for name, values in ATTRIBUTES.items()}
 ROWS = ("real test clips", "VAE+vocoder reconstruction", "generated")
 
 
@@ -127,157 +123,6 @@ def joint_posterior(posteriors):
     return functools.reduce(outer, posteriors.values())
 
 
-def accuracy(posteriors, attributes):
-    """{head: share of clips whose most likely value is the true one}."""
-    return {name: sum(ATTRIBUTES[name][i] == a[name] for i, a in zip(p.argmax(1).tolist(), attributes))
-            / len(attributes) for name, p in posteriors.items()}
-
-
-# ----------------------------------------------------------------------------- the attribute classifier
-
-@dataclass
-class ClassifierConfig:
-    hidden: int = 128
-    lags: int = 120              # onset autocorrelation up to 1.2 s: a beat at 50 bpm
-    chroma_fft: int = 4096       # 3.9 Hz bins: a semitone is 6 Hz even at 100 Hz
-    chroma_hop: int = 512
-    chroma_hz: tuple = (60.0, 2100.0)
-    opening_seconds: float = 0.5  # every progression opens on the tonic chord
-
-
-def chroma_matrix(config):
-    """(12, bins) 0/1 matrix that adds each STFT bin into its nearest pitch class (C = 0)."""
-    hz = torch.arange(config.chroma_fft // 2 + 1) * SAMPLE_RATE / config.chroma_fft
-    pitch_class = (torch.round(12 * torch.log2(hz.clamp(min=1.0) / 440.0) + 69) % 12).long()
-    used = (hz > config.chroma_hz[0]) & (hz < config.chroma_hz[1])
-    return F.one_hot(pitch_class, 12).T.float() * used
-
-
-class AttributeClassifier(nn.Module):
-    """waveform (B, N) -> {head: logits}; features are fixed, the heads are learned."""
-
-    def __init__(self, config):
-        super().__init__()
-        self.config = config
-        num_features = 2 * N_MELS + config.lags
-        self.mel = MelSpectrogram()
-        self.register_buffer("chroma_fold", chroma_matrix(config), persistent=False)
-        self.register_buffer("window", torch.hann_window(config.chroma_fft), persistent=False)
-        # feature standardisation, measured on the training clips
-        self.register_buffer("feature_mean", torch.zeros(num_features))
-        self.register_buffer("feature_std", torch.ones(num_features))
-        self.trunk = nn.Sequential(nn.Linear(num_features, config.hidden), nn.GELU())
-        self.heads = nn.ModuleDict({name: nn.Linear(config.hidden, len(values))
-                                    for name, values in ATTRIBUTES.items() if name != "mode"})
-        # (mode, whole clip / opening, pitch class above the tonic)
-        self.key_profiles = nn.Parameter(0.1 * torch.randn(len(MODES), 2, 12))
-
-    def features(self, audio):
-        """(B, N) -> (summary (B, 2 * 64 + lags), chroma (B, 2, 12) of the whole clip and of its opening)."""
-        mel = self.mel(audio)
-        if mel.shape[1] <= self.config.lags + 1:
-            raise ValueError(f"the attribute classifier needs clips longer than {(self.config.lags + 2) / 100:.2f} s")
-        timbre = torch.cat([mel.mean(1), mel.std(1)], dim=1)
-        onset = F.relu(mel.diff(dim=1)).mean(2)  # spectral flux: energy arriving, frame by frame
-        onset = onset - onset.mean(1, keepdim=True)
-        power = onset.square().mean(1) + 1e-8
-        rhythm = torch.stack([(onset[:, :-lag] * onset[:, lag:]).mean(1) / power
-                              for lag in range(1, self.config.lags + 1)], dim=1)
-        c = self.config
-        spectrum = torch.stft(audio, c.chroma_fft, c.chroma_hop, window=self.window, return_complex=True).abs()
-        chroma = self.chroma_fold @ spectrum  # (B, 12, frames)
-        opening = chroma[..., :max(1, round(c.opening_seconds * SAMPLE_RATE / c.chroma_hop))]
-        chroma = torch.stack([chroma.sum(-1), opening.sum(-1)], dim=1)
-        # only the profile's shape matters, not the loudness: zero mean, unit spread over the 12 classes
-        chroma = (chroma - chroma.mean(-1, keepdim=True)) / (chroma.std(-1, keepdim=True) + 1e-8)
-        return torch.cat([timbre, rhythm], dim=1), chroma
-
-    def forward(self, audio=None, features=None):
-        summary, chroma = self.features(audio) if features is None else features
-        hidden = self.trunk((summary - self.feature_mean) / self.feature_std)
-        logits = {name: head(hidden) for name, head in self.heads.items()}
-        # score every key: the chroma rotated so that pitch class r sits at 0, against each profile
-        rotated = torch.stack([chroma.roll(-r, dims=-1) for r in range(12)], dim=1)  # (B, 12, 2, 12)
-        scores = torch.einsum("brsp,msp->bmr", rotated, self.key_profiles)
-        logits["mode"] = scores.logsumexp(-1)  # a soft max over the 12 keys
-        return {name: logits[name] for name in ATTRIBUTES}
-
-    @torch.no_grad()
-    def posteriors(self, audio, batch_size=64):
-        """(N, samples) -> {head: (N, K) probabilities}."""
-        chunks = [self(a.to(self.feature_mean.device)) for a in audio.split(batch_size)]
-        return {name: torch.cat([c[name] for c in chunks]).softmax(-1).cpu() for name in ATTRIBUTES}
-
-
-def labels(attributes, device=None):
-    return {name: torch.tensor([values.index(a[name]) for a in attributes], device=device)
-            for name, values in ATTRIBUTES.items()}
-
-
-def render(split, num_clips, seconds, seed):
-    """(audio (N, samples), captions, attributes) of the synthetic dataset's first clips."""
-    dataset = SynthMusicDataset(split, num_clips, seconds, seed)
-    items = [dataset[i] for i in range(num_clips)]
-    return torch.stack([it["audio"] for it in items]), [it["caption"] for it in items], \
-        [it["attributes"] for it in items]
-
-
-def train_classifier(audio, attributes, steps=600, batch_size=64, lr=3e-3, seed=0, config=None):
-    """Fit the heads on real clips with cross-entropy summed over the four attributes."""
-    torch.manual_seed(seed)
-    config = config or ClassifierConfig()
-    device = audio.device
-    model = AttributeClassifier(config).to(device)
-    with torch.no_grad():
-        feats = [model.features(a) for a in audio.split(64)]
-    summary, chroma = torch.cat([f[0] for f in feats]), torch.cat([f[1] for f in feats])
-    model.feature_mean.copy_(summary.mean(0))
-    model.feature_std.copy_(summary.std(0) + 1e-5)
-    targets = labels(attributes, device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    generator = torch.Generator().manual_seed(seed)
-    for step in range(steps):
-        for group in optimizer.param_groups:
-            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        ids = torch.randint(len(summary), (batch_size,), generator=generator).to(device)
-        logits = model(features=(summary[ids], chroma[ids]))
-        loss = sum(F.cross_entropy(logits[name], targets[name][ids]) for name in ATTRIBUTES)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return model.eval()
-
-
-def load_or_train_classifier(run_dir, seconds, seed=0, num_clips=1200, steps=600, device="cpu", log=print):
-    """The run's attribute classifier from <run>/attribute_classifier.pt; trained once if missing."""
-    path = os.path.join(run_dir, "attribute_classifier.pt")
-    recipe = {"seconds": seconds, "seed": seed, "num_clips": num_clips, "steps": steps, "griffin_lim_copies": True}
-    if os.path.exists(path):
-        saved = load_checkpoint(path, made_by=f"python evaluate.py --run {run_dir}")
-        if saved["recipe"] == recipe:
-            model = AttributeClassifier(ClassifierConfig(**saved["config"]))
-            model.load_state_dict(saved["model"])
-            return model.to(device).eval(), saved["test_accuracy"]
-    log(f"training the attribute classifier on {num_clips} real clips and their Griffin-Lim copies "
-        f"({steps} steps) -> {path}")
-    audio, _, attributes = render("train", num_clips, seconds, seed)
-    model = train_classifier(torch.cat([audio, through_griffin_lim(audio)]).to(device), attributes * 2, steps,
-                             seed=seed)
-    test_audio, _, test_attributes = render("test", min(256, num_clips), seconds, seed + 1)  # no metric row uses these
-    test_accuracy = {"clean": accuracy(model.posteriors(test_audio), test_attributes),
-                     "griffin_lim": accuracy(model.posteriors(through_griffin_lim(test_audio)), test_attributes)}
-    save_checkpoint({"config": asdict(model.config), "model": model.state_dict(), "recipe": recipe,
-                     "test_accuracy": test_accuracy}, path)
-    return model, test_accuracy
-
-
-@torch.no_grad()
-def through_griffin_lim(audio, batch_size=16):
-    """Each clip as the pipeline plays a mel back without a vocoder: waveform -> log-mel -> Griffin-Lim."""
-    mel = MelSpectrogram()
-    return torch.cat([griffin_lim(mel(a)) for a in audio.split(batch_size)])[:, :audio.shape[1]]
-
-
 # ----------------------------------------------------------------------------- scoring a run
 
 class Evaluator:
@@ -293,6 +138,7 @@ class Evaluator:
         self.objective = self.run_config.get("objective", "rectified_flow")
         self.seconds, self.seed = self.run_config.get("seconds", CLIP_SECONDS), self.run_config.get("seed", 0)
         self.device, self.batch_size = torch.device(device), batch_size
+        self.classifier_clips, self.classifier_steps = classifier_clips, classifier_steps
         self.pipe = Pipeline(run_dir, device)
         self.mel = MelSpectrogram().to(self.device)
         self.classifier, self.classifier_accuracy = load_or_train_classifier(
@@ -336,16 +182,27 @@ class Evaluator:
                   for a in self.real_audio.split(self.batch_size)]
         return torch.cat(chunks)[:, :self.real_audio.shape[1]]
 
-    def generate(self, steps=50, cfg=DEFAULT_CFG, sampler=None, seed=0):
-        """Audio for every test caption, in batches; each batch gets its own seed."""
+    @torch.no_grad()
+    def generate_mels(self, steps=50, cfg=DEFAULT_CFG, sampler=None, seed=0):
+        """Log-mels for every test caption, in batches; each batch gets its own seed."""
         sampler = sampler or ("ddim" if self.objective == "ddpm" else "euler")
         chunks = []
         for c, start in enumerate(range(0, len(self.captions), self.batch_size)):
             captions = self.captions[start:start + self.batch_size]
-            _, audio = self.pipe.generate(captions, seconds=self.seconds, steps=steps, cfg=cfg,
-                                          sampler=sampler, seed=seed * 1000 + c)
-            chunks.append(audio.cpu())
-        return torch.cat(chunks)[:, :self.real_audio.shape[1]]
+            latents = self.pipe.generate_latents(captions, seconds=self.seconds, steps=steps, cfg=cfg,
+                                                 sampler=sampler, seed=seed * 1000 + c)
+            chunks.append(self.pipe.vae.decode(latents))
+        return torch.cat(chunks)
+
+    @torch.no_grad()
+    def play(self, mels, vocoder=None):
+        """Log-mels -> waveforms as long as the real clips, by `vocoder` or (None) Griffin-Lim."""
+        audio = [(vocoder(m) if vocoder is not None else griffin_lim(m)).cpu() for m in mels.split(self.batch_size)]
+        return torch.cat(audio)[:, :self.real_audio.shape[1]]
+
+    def generate(self, steps=50, cfg=DEFAULT_CFG, sampler=None, seed=0):
+        """Audio for every test caption, as sample.py makes it (the run's vocoder if it beat Griffin-Lim)."""
+        return self.play(self.generate_mels(steps, cfg, sampler, seed), self.pipe.vocoder)
 
     def evaluate(self, steps=50, cfg=DEFAULT_CFG, sampler=None, seed=0):
         """The full table: real, reconstructed and generated clips, with settings and chance."""
@@ -380,6 +237,35 @@ class Evaluator:
         return results
 
 
+    def attribute_chain(self, steps=50, cfg=DEFAULT_CFG, sampler=None, seed=0, log=print):
+        """Attribute accuracy at every link: {clips: {heard as: {attribute: accuracy}}} for the real
+        clips, the VAE's reconstructions of their log-mels and generated log-mels, each heard as a
+        log-mel (the mel-domain classifier), through Griffin-Lim and through the run's own vocoder
+        (used here even where sample.py prefers Griffin-Lim). Not under no_grad: the mel-domain
+        classifier may need training first; every model here is frozen anyway."""
+        mel_classifier, mel_accuracy = load_or_train_classifier(
+            self.pipe.run_dir, self.seconds, self.seed, self.classifier_clips, self.classifier_steps, self.device,
+            log, input="mel")
+        vocoder = load_stage(self.pipe.run_dir, "vocoder", self.device)
+        real = log_mels(self.real_audio).to(self.device)
+        reconstructed = torch.cat([self.pipe.vae.decode(self.pipe.vae.encode(m)) for m in real.split(self.batch_size)])
+        mels = {"real": real, "VAE reconstruction": reconstructed,
+                "generated": self.generate_mels(steps, cfg, sampler, seed)}
+        heard = lambda audio: accuracy(self.classifier.posteriors(audio), self.attributes)
+        chain = {"real": {"audio": accuracy(self.real_posteriors, self.attributes)}}
+        for name, mel in mels.items():
+            chain.setdefault(name, {})
+            chain[name]["log-mel"] = accuracy(mel_classifier.posteriors(mel), self.attributes)
+            chain[name]["Griffin-Lim"] = heard(self.play(mel))
+            chain[name]["vocoder"] = heard(self.play(mel, vocoder))
+            log(f"  {name}: " + "; ".join(f"{how} " + " ".join(f"{v:.2f}" for v in acc.values())
+                                          for how, acc in chain[name].items()))
+        settings = {**self.describe_run(), "num": len(self.captions), "seconds": self.seconds, "steps": steps,
+                    "cfg": cfg, "sampler": sampler or ("ddim" if self.objective == "ddpm" else "euler"), "seed": seed}
+        return {"chain": chain, "chance": CHANCE, "settings": settings,
+                "classifier_test_accuracy": {**self.classifier_accuracy, **mel_accuracy}}
+
+
 def nfe(sampler, steps):
     """Model evaluations of one solve (a guided evaluation is one batched call)."""
     return 2 * steps if sampler == "heun" else steps
@@ -402,6 +288,16 @@ def markdown_table(rows, chance=CHANCE, label="clips"):
         lines.append(f"| {name} | {r['fad']:.3f} | {r['kl']:.3f} | {r['inception_score']:.2f} | "
                      f"{r['clap_score']:.3f} | {accs} |")
     lines.append("| chance | | | 1 | | " + " | ".join(f"{chance[a]:.2f}" for a in ATTRIBUTES) + " |")
+    return "\n".join(lines)
+
+
+def chain_table(results):
+    """The attribute chain as a markdown table: one row per (clips, heard as)."""
+    lines = ["| clips | heard as | " + " | ".join(ATTRIBUTES) + " |", "|" + "---|" * (2 + len(ATTRIBUTES))]
+    for clips, ways in results["chain"].items():
+        for how, acc in ways.items():
+            lines.append(f"| {clips} | {how} | " + " | ".join(f"{acc[a]:.2f}" for a in ATTRIBUTES) + " |")
+    lines.append("| chance | | " + " | ".join(f"{results['chance'][a]:.2f}" for a in ATTRIBUTES) + " |")
     return "\n".join(lines)
 
 
@@ -434,8 +330,12 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     parser.add_argument("--batch-size", type=int, default=16, help="clips generated at once")
-    parser.add_argument("--sweep", action="store_true",
-                        help="instead: samplers against function evaluations, and guidance scales -> sweep.json")
+    task = parser.add_mutually_exclusive_group()
+    task.add_argument("--sweep", action="store_true",
+                      help="instead: samplers against function evaluations, and guidance scales -> sweep.json")
+    task.add_argument("--chain", action="store_true",
+                      help="instead: attribute accuracy at every link, real/reconstructed/generated log-mels heard "
+                           "as log-mels, through Griffin-Lim and through the vocoder -> chain.json")
     parser.add_argument("--sweep-nfe", type=int, nargs="+", default=[5, 10, 25, 50], metavar="NFE",
                         help="model evaluations per solve to sweep (default 5 10 25 50)")
     parser.add_argument("--sweep-cfg", type=float, nargs="+", default=[1.0, 2.0, 4.0, 7.0, 10.0], metavar="W",
@@ -463,6 +363,10 @@ def main(argv=None):
             results = evaluator.sweep(args.sweep_nfe, args.sweep_cfg, args.steps, args.cfg, args.seed)
             path = os.path.join(args.run, "sweep.json")
             text = f"{sweep_table(results['steps'], 'nfe')}\n\n{sweep_table(results['guidance'], 'cfg')}"
+        elif args.chain:
+            results = evaluator.attribute_chain(args.steps, args.cfg, args.sampler, args.seed)
+            path = os.path.join(args.run, "chain.json")
+            text = chain_table(results)
         else:
             results = evaluator.evaluate(args.steps, args.cfg, args.sampler, args.seed)
             path = os.path.join(args.run, "metrics.json")

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 import evaluate
-from evaluate import (ATTRIBUTES, AttributeClassifier, ClassifierConfig, accuracy, chroma_matrix,
-                      embedding_frechet_distance, frechet_distance, inception_score, joint_posterior,
-                      kl_divergence)
+from classifier import ATTRIBUTES, accuracy
+from evaluate import embedding_frechet_distance, frechet_distance, inception_score, joint_posterior, kl_divergence
 
 from conftest import run_script
 
@@ -92,56 +91,13 @@ def test_accuracy_compares_the_top_guess_with_the_truth():
     assert accuracy(posteriors, attributes) == {"instrument": 0.5, "tempo": 1.0, "mode": 0.5, "drums": 1.0}
 
 
-# ----------------------------------------------------------------------------- the classifier
-
-def test_chroma_matrix_puts_each_bin_in_its_nearest_pitch_class():
-    config = ClassifierConfig()
-    fold = chroma_matrix(config)
-    assert fold.shape == (12, config.chroma_fft // 2 + 1)
-    assert (fold.sum(0) <= 1).all()
-    bin_hz = 16000 / config.chroma_fft
-    assert fold[9, round(440 / bin_hz)] == 1  # A
-    assert fold[0, round(261.6 / bin_hz)] == 1  # middle C
-    assert fold[:, round(30 / bin_hz)].sum() == 0  # below the band: ignored
-
-
-def test_classifier_features_hear_pitch_and_the_mode_head_ignores_the_key():
-    torch.manual_seed(0)
-    model = AttributeClassifier(ClassifierConfig())
-    t = torch.arange(40960) / 16000
-    tone = torch.sin(2 * math.pi * 440 * t)[None]
-    summary, chroma = model.features(tone)
-    assert summary.shape == (1, 2 * 64 + model.config.lags) and chroma.shape == (1, 2, 12)
-    assert chroma[0, 0].argmax().item() == 9
-    assert torch.allclose(chroma.mean(-1), torch.zeros(1, 2), atol=1e-6)
-    # transposing the chroma (a new key) changes no mode logit: the head scores every key
-    random_chroma = torch.randn(3, 2, 12)
-    summary = torch.randn(3, summary.shape[1])
-    logits = model(features=(summary, random_chroma))
-    moved = model(features=(summary, random_chroma.roll(5, dims=-1)))
-    assert torch.allclose(logits["mode"], moved["mode"], atol=1e-5)
-    assert not torch.allclose(logits["mode"], model(features=(summary, random_chroma.flip(-1)))["mode"])
-    with pytest.raises(ValueError, match="longer than 1.22 s"):
-        model.features(torch.zeros(1, 16000))
-
-
-def test_a_briefly_trained_classifier_beats_chance_on_held_out_clips():
-    audio, _, attributes = evaluate.render("train", 48, 1.28, 0)
-    model = evaluate.train_classifier(audio, attributes, steps=60)
-    test_audio, _, test_attributes = evaluate.render("test", 32, 1.28, 0)
-    held_out = accuracy(model.posteriors(test_audio), test_attributes)
-    chance = evaluate.CHANCE
-    assert held_out["drums"] > 0.8 and held_out["instrument"] > 2 * chance["instrument"]
-    assert held_out["tempo"] > 1.5 * chance["tempo"]
-
-
 # ----------------------------------------------------------------------------- end to end
 
 def test_evaluate_cli_writes_metrics_and_reuses_its_classifier(smoke_run):
     args = ("--run", smoke_run, "--num", "4", "--steps", "2", "--device", "cpu", "--classifier-clips", "24",
             "--classifier-steps", "10")
     result = run_script("evaluate.py", *args)
-    assert "training the attribute classifier" in result.stdout
+    assert "training the audio attribute classifier" in result.stdout
     assert os.path.exists(os.path.join(smoke_run, "attribute_classifier.pt"))
     with open(os.path.join(smoke_run, "metrics.json")) as f:
         metrics = json.load(f)
@@ -164,6 +120,23 @@ def test_evaluate_cli_writes_metrics_and_reuses_its_classifier(smoke_run):
     assert [r["cfg"] for r in sweep["guidance"]] == [1.0, 3.0]
     # the same settings and seed give the same clips
     assert torch.equal(evaluator.generate(2, 3.0, "euler", 0), evaluator.generate(2, 3.0, "euler", 0))
+
+
+def test_attribute_chain_measures_every_link(smoke_run):
+    args = ("--run", smoke_run, "--num", "4", "--steps", "2", "--device", "cpu", "--classifier-clips", "24",
+            "--classifier-steps", "10", "--chain")
+    result = run_script("evaluate.py", *args)
+    with open(os.path.join(smoke_run, "chain.json")) as f:
+        chain = json.load(f)
+    assert list(chain["chain"]) == ["real", "VAE reconstruction", "generated"]
+    assert list(chain["chain"]["real"]) == ["audio", "log-mel", "Griffin-Lim", "vocoder"]
+    assert list(chain["chain"]["generated"]) == ["log-mel", "Griffin-Lim", "vocoder"]
+    for ways in chain["chain"].values():
+        for acc in ways.values():
+            assert set(acc) == set(ATTRIBUTES) and all(0 <= v <= 1 for v in acc.values())
+    assert "log_mel" in chain["classifier_test_accuracy"]  # the mel-domain classifier's own held-out accuracy
+    assert "| generated | vocoder |" in result.stdout and os.path.exists(
+        os.path.join(smoke_run, "mel_attribute_classifier.pt"))
 
 
 def cli_error(capsys, *argv):
