@@ -29,6 +29,7 @@ References
 """
 
 import copy
+import functools
 import math
 import os
 from functools import cached_property
@@ -357,6 +358,8 @@ class FlowStage(Stage):
         self.model = FluxMusic(config).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.sample_times, self.loss_fn = flow.OBJECTIVES[self.run_config.objective]
+        if self.run_config.objective == "rectified_flow":  # SD3's knob: shift the training t towards noise
+            self.sample_times = functools.partial(self.sample_times, mean=self.run_config.time_mean)
         self.objective = distributed(Objective(self.model, self.loss), context.world)
         if self.run_config.compile:  # fuses the many small ops of a narrow model; weights stay shared
             self.objective = torch.compile(self.objective)

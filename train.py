@@ -74,6 +74,7 @@ class RunConfig:
     t5: StageSize = field(default_factory=lambda: StageSize(600, 64, 2e-3))
     flow: StageSize = field(default_factory=lambda: StageSize(2500, 16, 1e-3))
     caption_dropout: float = 0.1
+    time_mean: float = 0.0          # logit-normal t = sigmoid(time_mean + n): > 0 trains more on the noisy end
     ema_decay: float = 0.999
     save_every: int = 200
     sample_every: int = 500         # flow samples written as training goes (0: never)
@@ -271,6 +272,9 @@ def parse_args(argv=None):
     parser.add_argument("--flow-steps", type=positive_int, help="override the flow stage's step count")
     parser.add_argument("--objective", choices=["rectified_flow", "ddpm"], default="rectified_flow",
                         help="the flow stage's training objective (ddpm: the classic ε-prediction baseline)")
+    parser.add_argument("--time-mean", type=float, default=0.0,
+                        help="mean of the logit-normal training t (default 0, the paper's); > 0 spends more "
+                             "steps near noise, where a clip's global structure is decided")
     parser.add_argument("--compile", action="store_true",
                         help="torch.compile the flow stage (faster steps after a one-off compile; needs a C++ compiler on CPU)")
     args = parser.parse_args(argv)
@@ -290,7 +294,8 @@ def parse_args(argv=None):
 
 def make_run_config(args):
     config = SMOKE if args.smoke else TINY
-    config = replace(config, seed=args.seed, preset=args.preset, objective=args.objective, compile=args.compile)
+    config = replace(config, seed=args.seed, preset=args.preset, objective=args.objective, compile=args.compile,
+                     time_mean=args.time_mean)
     if args.flow_steps:
         config = replace(config, flow=replace(config.flow, steps=args.flow_steps))
     return config

@@ -134,3 +134,12 @@ def test_writing_a_loss_curve_leaves_the_plotting_backend_alone(tmp_path):
     finally:
         plt.switch_backend(before)
     assert os.path.getsize(tmp_path / "demo_loss.png") > 1000
+
+
+def test_time_mean_moves_the_training_times_towards_noise(flow_stage, smoke_run, tmp_path):
+    """--time-mean m draws t = sigmoid(m + n): E[t] is 0.5 at m = 0 and about 0.77 at m = 1.5."""
+    shutil.copytree(smoke_run, tmp_path / "run")
+    config = replace(train.SMOKE, time_mean=1.5, flow=replace(train.SMOKE.flow, batch_size=400))
+    shifted = stages.build("flow", context(str(tmp_path / "run"), config))
+    assert flow_stage.batch(3)[2].mean().item() == pytest.approx(0.5, abs=0.03)
+    assert shifted.batch(3)[2].mean().item() == pytest.approx(0.77, abs=0.03)
