@@ -44,7 +44,7 @@ import torch.nn.functional as F
 
 from common import load_checkpoint, save_checkpoint
 from data import HOP, INSTRUMENTS, MODES, N_FFT, N_MELS, SAMPLE_RATE, TEMPOS, MelSpectrogram, SynthMusicDataset
-from vocoder import griffin_lim, mel_to_linear
+from vocoder import griffin_lim, mel_analyser, mel_to_linear
 
 ATTRIBUTES = {"instrument": INSTRUMENTS, "tempo": tuple(TEMPOS), "mode": MODES, "drums": (False, True)}
 CHANCE = {name: 1 / len(values) for name, values in ATTRIBUTES.items()}
@@ -190,13 +190,13 @@ def train_classifier(clips, attributes, steps=600, batch_size=64, lr=3e-3, seed=
 @torch.no_grad()
 def through_griffin_lim(audio, batch_size=16):
     """Each clip as the pipeline plays a mel back without a vocoder: waveform -> log-mel -> Griffin-Lim."""
-    mel = MelSpectrogram()
+    mel = mel_analyser(audio.device)
     return torch.cat([griffin_lim(mel(a)) for a in audio.split(batch_size)])[:, :audio.shape[1]]
 
 
 @torch.no_grad()
 def log_mels(audio, batch_size=64):
-    mel = MelSpectrogram()
+    mel = mel_analyser(audio.device)
     return torch.cat([mel(a) for a in audio.split(batch_size)])
 
 

@@ -285,11 +285,16 @@ def reconstruction_loss(real, fake, mel_weight=5.0):
 
 # ----------------------------------------------------------------------------- Griffin-Lim baseline
 
+@lru_cache(maxsize=None)
+def mel_pseudo_inverse(device):
+    """(513, 64) pseudo-inverse of the mel filterbank, computed once per device."""
+    return torch.linalg.pinv(mel_filterbank().to(device))
+
+
 def mel_to_linear(mel):
     """(B, T, 64) log-mel -> (B, T, 513) linear magnitude: the least-squares (pseudo-inverse)
     solution of melW S = exp(mel), clipped at 0 because a magnitude cannot be negative."""
-    inverse = torch.linalg.pinv(mel_filterbank().to(mel.device))  # (513, 64)
-    return (mel.exp() @ inverse.T).clamp(min=0.0)
+    return (mel.exp() @ mel_pseudo_inverse(mel.device).T).clamp(min=0.0)
 
 
 def griffin_lim(mel, n_iter=32, momentum=0.99, seed=0):
