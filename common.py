@@ -14,6 +14,16 @@ it is written live here once:
   strings, lists and dicts only, so loading a file cannot run arbitrary code;
 * a missing or unreadable checkpoint is a one-line ``CheckpointError`` that says which
   command makes it, never a bare traceback.
+
+Precision. bfloat16 keeps float32's 8 exponent bits and only 7 of its 23 mantissa bits, so it
+never overflows where float32 does not, and a product is exact to about 3 significant digits.
+Under ``torch.autocast`` the matrix products and convolutions run in bf16 while reductions,
+norms, softmax, losses, optimiser state and EMA stay in float32 (weights are stored in float32
+and cast on the fly). That halves the bytes a product moves and, on hardware with bf16 units
+(CUDA GPUs since Ampere, x86 CPUs with AVX512-BF16 or AMX), multiplies its speed: a 1024^3
+matmul measured 2.9x faster on one thread of this project's AVX512-BF16 CPU. A CPU without
+those instructions would emulate bf16, slower than float32, so "auto" uses bf16 only where it
+is native (`precision_for`).
 """
 
 import argparse
@@ -55,6 +65,46 @@ def pick_device(name=None):
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+PRECISIONS = ("auto", "bf16", "fp32")  # --precision: auto = bf16 where the hardware has it natively
+
+
+def native_bf16(device):
+    """True where bf16 products run on dedicated hardware: CUDA with bf16 support, or a CPU
+    that reports AVX512-BF16 or AMX (Linux lists them in /proc/cpuinfo)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu" or not os.path.exists("/proc/cpuinfo"):
+        return False  # Apple MPS and other platforms: keep float32
+    with open("/proc/cpuinfo") as f:
+        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def precision_for(requested, device):
+    """'bf16' or 'fp32' for a requested --precision ('auto', 'bf16' or 'fp32') on `device`."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    if requested == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return requested
+
+
+def describe_precision(precision, device):
+    """One line for the log: which precision, and why."""
+    device = torch.device(device)
+    if precision == "fp32":
+        return "fp32" + ("" if native_bf16(device) else f" (this {device.type.upper()} has no native bf16)")
+    where = "this GPU" if device.type == "cuda" else "this CPU"
+    return f"bf16 autocast ({where} {'has' if native_bf16(device) else 'EMULATES'} native bf16)"
+
+
+def autocast(device, precision):
+    """The context that runs a forward pass at `precision` ('bf16' or 'fp32')."""
+    device = torch.device(device)
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def save_checkpoint(obj, path):

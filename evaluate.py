@@ -73,7 +73,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import CheckpointError, load_checkpoint, load_stage, pick_device, stage_path, train_command
+from common import PRECISIONS, CheckpointError, load_checkpoint, load_stage, pick_device, stage_path, train_command
 from data import (CLIP_SECONDS, SAMPLE_RATE, MelSpectrogram, render_clip)
 from classifier import ATTRIBUTES, CHANCE, accuracy, load_or_train_classifier, log_mels, render
 from pipeline import DEFAULT_CFG, Pipeline
@@ -130,7 +130,7 @@ class Evaluator:
     test captions with their real clips, and everything measured on those clips."""
 
     def __init__(self, run_dir, num=64, device="cpu", batch_size=16, classifier_clips=1200,
-                 classifier_steps=600, log=print):
+                 classifier_steps=600, log=print, precision="auto"):
         if not os.path.isdir(run_dir):
             raise CheckpointError(f"no run at {run_dir}: train one with `python train.py --tiny --run {run_dir}`")
         self.run_config = load_checkpoint(stage_path(run_dir, "flow"), made_by=train_command(run_dir, "flow")) \
@@ -139,7 +139,7 @@ class Evaluator:
         self.seconds, self.seed = self.run_config.get("seconds", CLIP_SECONDS), self.run_config.get("seed", 0)
         self.device, self.batch_size = torch.device(device), batch_size
         self.classifier_clips, self.classifier_steps = classifier_clips, classifier_steps
-        self.pipe = Pipeline(run_dir, device)
+        self.pipe = Pipeline(run_dir, device, precision=precision)
         self.mel = MelSpectrogram().to(self.device)
         self.classifier, self.classifier_accuracy = load_or_train_classifier(
             run_dir, self.seconds, self.seed, classifier_clips, classifier_steps, device, log)
@@ -157,6 +157,7 @@ class Evaluator:
 
     def describe_run(self):
         return {"run": self.pipe.run_dir, "objective": self.objective, "preset": self.run_config.get("preset"),
+                "precision": self.pipe.precision,
                 "parameters": sum(p.numel() for p in self.pipe.flow_model.parameters())}
 
     def score(self, audio):
@@ -329,6 +330,8 @@ def parse_args(argv=None):
                         help="default: euler (rectified flow) or ddim (a --objective ddpm run)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto (default): the flow model in bf16 where the CPU/GPU has native bf16, else fp32")
     parser.add_argument("--batch-size", type=int, default=16, help="clips generated at once")
     task = parser.add_mutually_exclusive_group()
     task.add_argument("--sweep", action="store_true",
@@ -358,7 +361,7 @@ def main(argv=None):
     try:
         device = pick_device(args.device)
         evaluator = Evaluator(args.run, args.num, device, args.batch_size, args.classifier_clips,
-                              args.classifier_steps)
+                              args.classifier_steps, precision=args.precision)
         if args.sweep:
             results = evaluator.sweep(args.sweep_nfe, args.sweep_cfg, args.steps, args.cfg, args.seed)
             path = os.path.join(args.run, "sweep.json")

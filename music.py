@@ -33,7 +33,8 @@ does. Drums (kick = falling sine, snare = noise + tone, hi-hat = high-passed noi
 patterns on the same grid and add the broadband energy that pitched notes lack.
 
 Finally each clip is loudness normalised (RMS 0.1, peak at most 0.99) and gets a caption
-written from its attributes with varied templates and synonyms, as MusicCaps-style text.
+written from its attributes with varied templates and synonyms, as MusicCaps-style text, or
+(one caption in five) as comma-separated tags in a random order, as people type them.
 Only numpy is used; a 2.56 s clip renders in about 20 ms, some 100x faster than real time.
 
 References: the music is textbook theory (equal temperament, diatonic scales and triads) and
@@ -112,6 +113,9 @@ DRUM_PHRASES = {
     True: ("with drums", "with a steady beat", "with percussion", "backed by a drum kit"),
     False: ("without drums", "with no percussion", "without any percussion", "with no drums"),
 }
+# what people type into a search box: tags, in any order ("organ, fast, major key, drums")
+MODE_TAGS = {"major": ("major key", "major", "happy"), "minor": ("minor key", "minor", "sad")}
+DRUM_TAGS = {True: ("drums", "percussion"), False: ("no drums", "no percussion")}
 # every template names the instrument, the tempo, the mode and the drums (never the bpm:
 # a number the model would have to guess from nothing but the sound)
 TEMPLATES = (
@@ -122,22 +126,37 @@ TEMPLATES = (
     "{tempo}, {mood} {instrument} {key}, {drums}.",
     "instrumental {instrument} track, {tempo} and {mood}, {drums}.",
     "a {mood} {instrument} song {key}, played {tempo_phrase} {drums}.",
+    "{drums}, a {tempo} {instrument} tune {key}.",
+    "{tags}",
+    "{tags}",
+)
+# Phrasings that never appear in training, for measuring how a model copes with what users
+# type (`evaluate.py --phrasing held-out`): a question, a request, a terse all-caps line, a
+# typo in a filler word, and the attribute words in an order no template uses.
+HELD_OUT_TEMPLATES = (
+    "can you play a {tempo} {mood} song on {instrument} {drums}?",
+    "please make me some {instrument} music, {drums}, {key} and {tempo}",
+    "{TEMPO} {MOOD} {INSTRUMENT} {DRUMS}",
+    "i want a {mood} {tempo} peice for {instrument} {drums}",
+    "{drums} and {key}: {instrument}, {tempo_phrase}",
 )
 
 
-def attributes_to_caption(attributes, rng):
-    """A MusicCaps-like sentence that mentions every attribute, e.g.
-    "A slow, melancholic piano piece in a minor key, without drums." """
+def attributes_to_caption(attributes, rng, templates=TEMPLATES):
+    """A caption that mentions every attribute: mostly MusicCaps-like sentences, e.g.
+    "A slow, melancholic piano piece in a minor key, without drums.", sometimes tags in a
+    random order, e.g. "no drums, piano, minor key, slow"."""
     def pick(words):
         return words[rng.integers(len(words))]
-    template = pick(TEMPLATES)
-    text = template.format(
-        instrument=pick(INSTRUMENT_WORDS[attributes["instrument"]]),
-        tempo=pick(TEMPO_WORDS[attributes["tempo"]]),
-        tempo_phrase=pick(TEMPO_PHRASES[attributes["tempo"]]),
-        mood=pick(MODE_WORDS[attributes["mode"]]),
-        key=pick(MODE_PHRASES[attributes["mode"]]),
-        drums=pick(DRUM_PHRASES[bool(attributes["drums"])]))
+    mode, tempo, drums = attributes["mode"], attributes["tempo"], bool(attributes["drums"])
+    words = dict(instrument=pick(INSTRUMENT_WORDS[attributes["instrument"]]), tempo=pick(TEMPO_WORDS[tempo]),
+                 tempo_phrase=pick(TEMPO_PHRASES[tempo]), mood=pick(MODE_WORDS[mode]), key=pick(MODE_PHRASES[mode]),
+                 drums=pick(DRUM_PHRASES[drums]))
+    template = pick(templates)
+    if template == "{tags}":
+        tags = [words["instrument"], words["tempo"], pick(MODE_TAGS[mode]), pick(DRUM_TAGS[drums])]
+        return ", ".join(tags[i] for i in rng.permutation(len(tags)))
+    text = template.format(**words, **{name.upper(): word.upper() for name, word in words.items()})
     text = re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)  # "a upbeat" -> "an upbeat"
     return text[0].upper() + text[1:]
 

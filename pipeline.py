@@ -22,7 +22,7 @@ References
 import torch
 
 import flow
-from common import CheckpointError, load_stage, train_command
+from common import CheckpointError, autocast, load_stage, precision_for, train_command
 from data import CLIP_SECONDS, HOP, N_MELS, SAMPLE_RATE
 from model import PATCH
 from text import ByteTokenizer
@@ -39,11 +39,14 @@ class Pipeline:
     """All five parts on one device, plus the tokenizer; `generate` is text → waveform."""
 
     def __init__(self, run_dir="runs/tiny", device="cpu", use_vocoder=None, flow_model=None,
-                 objective="rectified_flow", log=print):
+                 objective="rectified_flow", log=print, precision="auto"):
         """`flow_model` (trained with `objective`) overrides flow.pt, e.g. with the EMA model while
         it is still training. `use_vocoder`: True, False (Griffin–Lim), or None: the vocoder if
-        it measured better than Griffin–Lim on held-out clips when it was trained."""
+        it measured better than Griffin–Lim on held-out clips when it was trained. `precision`:
+        the networks' forward passes in bf16 autocast or fp32 ("auto": bf16 where native);
+        Griffin–Lim always runs in fp32."""
         self.run_dir, self.device = run_dir, torch.device(device)
+        self.precision = precision_for(precision, self.device)
         self.vae = load_stage(run_dir, "vae", device)
         self.clap = load_stage(run_dir, "clap", device)
         self.t5 = load_stage(run_dir, "t5", device)
@@ -94,7 +97,12 @@ class Pipeline:
         uncond = self.encode_text([negative_prompt] * len(captions))
         cond, uncond = pad_text_pair(cond, uncond)
         model_fn = lambda z, t, c: self.flow_model.velocity(z, t, c["txt"], c["txt_mask"], c["y"])
-        velocity_fn = flow.guided_velocity_fn(model_fn, cond, uncond, cfg)  # for DDPM the output is ε
+        guided = flow.guided_velocity_fn(model_fn, cond, uncond, cfg)  # for DDPM the output is ε
+
+        def velocity_fn(z, t):  # the network at the pipeline's precision; the ODE's state z stays fp32
+            with autocast(self.device, self.precision):
+                return guided(z, t).float()
+
         if sampler == "ddim":
             return flow.ddim_sample(velocity_fn, noise, steps=steps)
         return flow.sample(velocity_fn, noise, steps=steps, sampler=sampler, shift=shift)
@@ -102,9 +110,11 @@ class Pipeline:
     @torch.no_grad()
     def latents_to_audio(self, latents):
         """Latents → (log-mel (B, T, 64), waveform (B, 160·T)); Griffin–Lim if no vocoder was loaded."""
-        mel = self.vae.decode(latents)
-        audio = self.vocoder(mel) if self.vocoder is not None else griffin_lim(mel)
-        return mel, audio
+        with autocast(self.device, self.precision):
+            mel = self.vae.decode(latents).float()
+            if self.vocoder is not None:
+                return mel, self.vocoder(mel).float()
+        return mel, griffin_lim(mel)
 
     def generate(self, captions, **options):
         return self.latents_to_audio(self.generate_latents(captions, **options))

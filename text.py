@@ -6,8 +6,10 @@ look up individual words. A CLAP text tower squeezes it into one vector y (B, D)
 to the timestep embedding and steers every block. The paper takes both pretrained (T5-XXL,
 CLAP-L); here both are small and pretrained by `train.py` on the dataset's captions and audio.
 
-1. Tokens. Text is cut into UTF-8 bytes, so every string has a spelling and nothing is
-   out of vocabulary (as in ByT5). Ids 0 and 1 are <pad> and <eos>, the next 16 are sentinels
+1. Tokens. A caption is first normalised (lower case, single spaces), since "FAST ORGAN"
+   and "fast  organ" mean what "fast organ" means but share none of its bytes (the training
+   captions are templates, users type anything). Text is then cut into UTF-8 bytes, so
+   every string has a spelling and nothing is out of vocabulary (as in ByT5). Ids 0 and 1 are <pad> and <eos>, the next 16 are sentinels
    for span corruption, then byte b has id 18 + b. A caption becomes its bytes plus <eos>;
    "" becomes just <eos>, the well-defined "no caption" prompt of classifier-free guidance.
 
@@ -107,8 +109,14 @@ def pad_batch(rows, length=None):
     return ids, mask
 
 
+def normalise_caption(caption):
+    """Lower case, words separated by single spaces, no spaces at the ends."""
+    return " ".join(caption.lower().split())
+
+
 class ByteTokenizer:
-    """UTF-8 bytes + <eos>; captions longer than max_length bytes are cut, keeping the <eos>."""
+    """normalise_caption, then UTF-8 bytes + <eos>; captions longer than max_length bytes are
+    cut, keeping the <eos>."""
 
     def __init__(self, max_length=128):
         if max_length < 1:
@@ -118,7 +126,8 @@ class ByteTokenizer:
     def __call__(self, captions, pad_to_max=False):
         if isinstance(captions, str) or not all(isinstance(c, str) for c in captions) or not captions:
             raise TypeError("ByteTokenizer expects a non-empty list of strings, e.g. tokenizer(['a piano piece'])")
-        rows = [[b + BYTE_OFFSET for b in c.encode("utf-8")[:self.max_length - 1]] + [EOS] for c in captions]
+        rows = [[b + BYTE_OFFSET for b in normalise_caption(c).encode("utf-8")[:self.max_length - 1]] + [EOS]
+                for c in captions]
         return pad_batch(rows, self.max_length if pad_to_max else None)
 
     def decode(self, ids):

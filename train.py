@@ -41,7 +41,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 import stages
-from common import (STAGES, CheckpointError, checkpoint_dict, load_checkpoint, pick_device, positive_int,
+from common import (PRECISIONS, STAGES, CheckpointError, checkpoint_dict, load_checkpoint, pick_device, positive_int,
                     save_checkpoint, stage_path)
 from data import CLIP_SECONDS
 
@@ -70,22 +70,24 @@ class RunConfig:
     vocoder_warmup: int = 1800      # reconstruction-only steps before the discriminators join
     vocoder_gan_lr: float = 2e-4    # HiFi-GAN's own rate for the adversarial phase
     vocoder_segment: int = 8320     # samples per vocoder training crop (52 frames)
-    clap: StageSize = field(default_factory=lambda: StageSize(600, 64, 2e-3))
-    t5: StageSize = field(default_factory=lambda: StageSize(600, 64, 2e-3))
-    flow: StageSize = field(default_factory=lambda: StageSize(2500, 16, 1e-3))
+    clap: StageSize = field(default_factory=lambda: StageSize(900, 64, 2e-3))
+    t5: StageSize = field(default_factory=lambda: StageSize(900, 64, 2e-3))
+    flow: StageSize = field(default_factory=lambda: StageSize(5000, 16, 1e-3))
     caption_dropout: float = 0.1
     time_mean: float = 0.0          # logit-normal t = sigmoid(time_mean + n): > 0 trains more on the noisy end
     ema_decay: float = 0.999
     save_every: int = 200
     sample_every: int = 500         # flow samples written as training goes (0: never)
     sample_steps: int = 25
-    compile: bool = False           # torch.compile the flow stage: 1.25x faster on this CPU after ~20 s
+    precision: str = "auto"         # bf16 autocast where the hardware has it natively, else fp32 (common.py)
+    compile: bool = True            # torch.compile the flow stage (eager if compiling fails)
 
 
 TINY = RunConfig()
 SMOKE = RunConfig(num_clips=12, num_val_clips=4, vae=StageSize(3, 4, 1e-3), vae_crop_frames=32,
                   vocoder=StageSize(4, 2, 2e-4), vocoder_warmup=2, clap=StageSize(3, 4, 5e-4),
-                  t5=StageSize(3, 4, 1e-3), flow=StageSize(6, 4, 5e-4), save_every=2, sample_every=4, sample_steps=2)
+                  t5=StageSize(3, 4, 1e-3), flow=StageSize(6, 4, 5e-4), save_every=2, sample_every=4, sample_steps=2,
+                  compile=False)
 
 
 # ----------------------------------------------------------------------------- distributed
@@ -275,8 +277,11 @@ def parse_args(argv=None):
     parser.add_argument("--time-mean", type=float, default=0.0,
                         help="mean of the logit-normal training t (default 0, the paper's); > 0 spends more "
                              "steps near noise, where a clip's global structure is decided")
-    parser.add_argument("--compile", action="store_true",
-                        help="torch.compile the flow stage (faster steps after a one-off compile; needs a C++ compiler on CPU)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="auto (default): bf16 autocast where the CPU/GPU has native bf16, else fp32")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the flow stage (default on for --tiny, off for --smoke; "
+                             "falls back to eager if compiling fails)")
     args = parser.parse_args(argv)
     if args.run is None:
         args.run = "runs/smoke" if args.smoke else "runs/tiny"
@@ -294,8 +299,8 @@ def parse_args(argv=None):
 
 def make_run_config(args):
     config = SMOKE if args.smoke else TINY
-    config = replace(config, seed=args.seed, preset=args.preset, objective=args.objective, compile=args.compile,
-                     time_mean=args.time_mean)
+    config = replace(config, seed=args.seed, preset=args.preset, objective=args.objective, time_mean=args.time_mean,
+                     precision=args.precision, compile=config.compile if args.compile is None else args.compile)
     if args.flow_steps:
         config = replace(config, flow=replace(config.flow, steps=args.flow_steps))
     return config

@@ -141,10 +141,21 @@ def words_of(table, value, caption):
     return [w for w in table[value] if re.search(rf"\b{re.escape(w)}\b", caption)]
 
 
-def check_caption(caption, attributes):
+def check_tags(caption, attributes):
+    """A tag caption: four comma-separated tags, one per attribute, each from its own table."""
+    tags = caption.split(", ")
+    tables = (music.INSTRUMENT_WORDS[attributes["instrument"]], music.TEMPO_WORDS[attributes["tempo"]],
+              music.MODE_TAGS[attributes["mode"]], music.DRUM_TAGS[attributes["drums"]])
+    assert len(tags) == 4 and sorted(sum(tag in table for tag in tags) for table in tables) == [1, 1, 1, 1], caption
+
+
+def check_caption(caption, attributes, sentence=True):
     lower = caption.lower()
-    assert len(caption) <= 110 and caption[0].isupper() and caption.endswith(".")
     assert not re.search(r"\d", caption), "captions must not leak numbers such as the bpm"
+    if sentence and not caption.endswith("."):
+        return check_tags(caption, attributes)
+    if sentence:
+        assert len(caption) <= 110 and caption[0].isupper()
     assert [i for i in music.INSTRUMENTS if re.search(rf"\b{i}\b", lower)] == [attributes["instrument"]]
     for table, phrases, value in ((music.TEMPO_WORDS, music.TEMPO_PHRASES, attributes["tempo"]),
                                   (music.MODE_WORDS, music.MODE_PHRASES, attributes["mode"])):
@@ -167,6 +178,25 @@ def test_captions_agree_with_attributes_and_vary():
         assert len(captions) >= 15
     for item in data.SynthMusicDataset(num_clips=5, seconds=0.2):
         check_caption(item["caption"], item["attributes"])
+
+
+def test_tag_captions_come_one_in_five_in_any_order():
+    rng = np.random.default_rng(1)
+    attributes = music.sample_attributes([("organ", "fast", "major", True)], rng)
+    captions = [music.attributes_to_caption(attributes, rng) for _ in range(1000)]
+    tags = [c for c in captions if not c.endswith(".")]
+    assert len(tags) / len(captions) == pytest.approx(0.2, abs=0.04)
+    assert len({c.split(", ")[0] for c in tags}) >= 6  # any tag may come first
+
+
+def test_held_out_phrasings_name_every_attribute_and_never_appear_in_training():
+    rng = np.random.default_rng(2)
+    training = set(music.TEMPLATES)
+    for combination in music.ALL_COMBINATIONS:
+        attributes = music.sample_attributes([combination], rng)
+        for template in music.HELD_OUT_TEMPLATES:
+            assert template not in training
+            check_caption(music.attributes_to_caption(attributes, rng, (template,)), attributes, sentence=False)
 
 
 def test_test_split_is_held_out_yet_every_pair_of_values_is_trained():

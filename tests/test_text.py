@@ -27,7 +27,7 @@ CAPTIONS = ["A slow, melancholic piano piece in a minor key, without drums.",
 
 # ----------------------------------------------------------------------------- tokenizer
 
-@pytest.mark.parametrize("caption", ["a piano piece", "", "café ♪", "日本語の歌 🎵", "tab\tand\nnewline"])
+@pytest.mark.parametrize("caption", ["a piano piece", "", "café ♪", "日本語の歌 🎵", "tab and newline"])
 def test_tokenizer_round_trip(caption):
     tokenizer = ByteTokenizer()
     ids, mask = tokenizer([caption])
@@ -36,9 +36,16 @@ def test_tokenizer_round_trip(caption):
     assert tokenizer.decode(ids[0]) == caption
 
 
+def test_tokenizer_normalises_case_and_spacing():
+    tokenizer = ByteTokenizer()
+    ids, mask = tokenizer(["  FAST Happy\tOrgan\n with  DRUMS ", "fast happy organ with drums", "CAFÉ"])
+    assert torch.equal(ids[0], ids[1]) and torch.equal(mask[0], mask[1])
+    assert tokenizer.decode(ids[2]) == "café"
+
+
 def test_tokenizer_reserved_ids_and_padding():
-    ids, mask = ByteTokenizer()(["\x00\xff", ""])
-    assert ids[0].tolist() == [BYTE_OFFSET, BYTE_OFFSET + 0xC3, BYTE_OFFSET + 0xBF, EOS]  # "\xff" is 2 UTF-8 bytes
+    ids, mask = ByteTokenizer()(["\x00\xff", ""])  # "\xff" (ÿ) is 2 UTF-8 bytes
+    assert ids[0].tolist() == [BYTE_OFFSET, BYTE_OFFSET + 0xC3, BYTE_OFFSET + 0xBF, EOS]
     assert ids[1].tolist() == [EOS, PAD, PAD, PAD] and mask[1].tolist() == [True, False, False, False]
     assert sentinel(0) == 2 and sentinel(text.NUM_SENTINELS - 1) == BYTE_OFFSET - 1
 
