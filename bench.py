@@ -33,6 +33,7 @@ import math
 import os
 import platform
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -44,7 +45,9 @@ import torch.nn.functional as F
 
 import flow
 from blocks import TIME_EMBED_DIM
-from common import MODEL_CLASSES, STAGES, CheckpointError, checkpoint_dict, pick_device, save_checkpoint, stage_path
+import stages
+from common import (MODEL_CLASSES, STAGES, CheckpointError, checkpoint_dict, default_run, native_bf16, pick_device, save_checkpoint,
+                    stage_path)
 from data import CLIP_SECONDS, save_wav
 from model import PRESETS, FluxMusic
 from pipeline import DEFAULT_CFG, Pipeline, frames_for
@@ -196,9 +199,34 @@ def untrained_run(folder):
     return folder
 
 
-def sampling_bench(run_dir, device, seconds, steps, cfg=DEFAULT_CFG):
+def stage_step_bench(run_dir, device, config, variants, repeats):
+    """{stage: {variant: milliseconds per training step}} for every stage exactly as train.py
+    runs it (its batch drawing, loss, optimiser and EMA), for each (precision, compiled) in
+    `variants` (e.g. "fp32", "bf16 compiled"); compiled only applies to the flow stage. The frozen models come from `run_dir`; the flow stage's
+    feature cache is written to a temporary folder, never into the run."""
+    import train  # the training loop's World and stage sizes; not needed by the other benchmarks
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for stage in STAGES[:-1]:
+            shutil.copy(stage_path(run_dir, stage), folder)
+        for name in STAGES:
+            phases = {"vocoder warm-up": 0, "vocoder GAN": config.vocoder_warmup} if name == "vocoder" else {name: 0}
+            for precision, compiled in variants:
+                if compiled and name != "flow":
+                    continue
+                context = stages.Context(folder, replace(config, precision=precision, compile=compiled), None,
+                                         train.World(device=device), progress=False)
+                job = stages.build(name, context)
+                for label, first in phases.items():
+                    steps = iter(range(first, first + repeats + 2))
+                    ms = 1000 * seconds_per_call(lambda: job.train_step(next(steps)), device, repeats, warmup=2)
+                    results.setdefault(label, {})[precision + (" compiled" if compiled else "")] = ms
+    return results
+
+
+def sampling_bench(run_dir, device, seconds, steps, cfg=DEFAULT_CFG, precision="auto"):
     """Caption -> WAV file, the whole pipeline: the real-time factor is wall time / audio length."""
-    pipe = Pipeline(run_dir, device)
+    pipe = Pipeline(run_dir, device, precision=precision)
     caption = ["A fast, cheerful guitar tune in a major key, with drums."]
     pipe.generate(caption, seconds=CLIP_SECONDS, steps=2, cfg=cfg)  # warm-up: first-call allocations
 
@@ -213,7 +241,7 @@ def sampling_bench(run_dir, device, seconds, steps, cfg=DEFAULT_CFG):
         done = time.perf_counter()
     total = done - start
     return {"audio_seconds": seconds, "steps": steps, "cfg": cfg, "total_s": total,
-            "transformer_s": sampled - start, "decode_s": done - sampled, "real_time_factor": total / seconds}
+            "transformer_s": sampled - start, "decode_s": done - sampled}
 
 
 # ----------------------------------------------------------------------------- the suite
@@ -222,12 +250,20 @@ def sizes(device, quick):
     """Benchmark sizes: quick ones for tests, otherwise CPU-sized or GPU-sized."""
     if quick:
         return dict(matmul=256, repeats=2, train={"tiny": 2}, attention=("tiny", 2, CLIP_SECONDS),
-                    sample=(CLIP_SECONDS, 4), bf16=False, compile=False)
+                    sample=(CLIP_SECONDS, 4), bf16=True, compile=False, stages=train_sizes("smoke"))
     cuda = device.type == "cuda"
-    # bf16 only on CUDA: CPUs without bf16 instructions (no AVX512-BF16/AMX) emulate it, very slowly
+    # bf16 only where it is native: CPUs without bf16 instructions (no AVX512-BF16/AMX) emulate it, slowly
     return dict(matmul=8192 if cuda else 2048, repeats=10 if cuda else 3,
                 train={"tiny": 64, "small": 16} if cuda else {"tiny": 16, "small": 2},
-                attention=("small", 2, 10.24), sample=(10.24, 50), bf16=cuda, compile=True)
+                attention=("small", 2, 10.24), sample=(10.24, 50), bf16=native_bf16(device), compile=True,
+                stages=train_sizes("tiny"))
+
+
+def train_sizes(name):
+    """train.py's --tiny or --smoke sizes, on 64 rendered clips (the step time does not depend on how many)."""
+    import train
+    config = train.TINY if name == "tiny" else train.SMOKE
+    return replace(config, num_clips=min(config.num_clips, 64), num_val_clips=min(config.num_val_clips, 4))
 
 
 def bench_device(device, run_dir, quick=False, log=lambda message: print(message, flush=True)):
@@ -254,18 +290,26 @@ def bench_device(device, run_dir, quick=False, log=lambda message: print(message
             results["train tiny compiled: step ms"] = f"unavailable ({reason})"
     else:
         results["train tiny compiled: step ms"] = "skipped (--quick)"
+    precisions = ["fp32"] + (["bf16"] if s["bf16"] else [])
+    variants = [(p, False) for p in precisions] + ([(precisions[-1], True)] if s["compile"] else [])
+    for label, times in stage_step_bench(run_dir, device, s["stages"], variants, s["repeats"]).items():
+        for variant, ms in times.items():
+            results[f"step ms: {label}, {variant}"] = ms
+        results[f"speed-up: {label}, fastest vs fp32 eager"] = times["fp32"] / min(times.values())
+        log(f"[{device}] {label} step: " + ", ".join(f"{v} {ms:.0f} ms" for v, ms in times.items()))
     preset, batch, seconds = s["attention"]
     r = attention_bench(preset, device, batch, seconds, s["repeats"])
     label = f"attention {'x'.join(map(str, r['shape']))} fwd+bwd"
     results[f"{label}: SDPA ms"], results[f"{label}: explicit ms"] = r["sdpa_ms"], r["explicit_ms"]
     results[f"{label}: max difference"] = r["max_difference"]
     seconds, steps = s["sample"]
-    r = sampling_bench(run_dir, device, seconds, steps)
-    label = f"text -> WAV, {seconds} s, {steps} steps, cfg {r['cfg']:g}"
-    results[f"{label}: total s"] = r["total_s"]
-    results[f"{label}: real-time factor"] = r["real_time_factor"]
-    results[f"{label}: transformer share"] = r["transformer_s"] / r["total_s"]
-    log(f"[{device}] text -> WAV: {r['total_s']:.2f} s for {seconds} s of audio")
+    for precision in precisions:
+        r = sampling_bench(run_dir, device, seconds, steps, precision=precision)
+        label = f"text -> WAV {precision}, {seconds} s, {steps} steps, cfg {r['cfg']:g}"
+        results[f"{label}: total s"] = r["total_s"]
+        results[f"{label}: times faster than real time"] = seconds / r["total_s"]
+        results[f"{label}: transformer share"] = r["transformer_s"] / r["total_s"]
+        log(f"[{device}] text -> WAV {precision}: {r['total_s']:.2f} s for {seconds} s of audio")
     return results
 
 
@@ -310,10 +354,11 @@ def format_value(value):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Speed and memory benchmarks of FluxMusic.")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (for tests)")
-    parser.add_argument("--run", default="runs/tiny", help="trained run for the text -> WAV timing")
+    parser.add_argument("--run", help="trained run for the text -> WAV timing (default: runs/tiny, else pretrained/tiny)")
     parser.add_argument("--device", help="only this device (default: cpu, and cuda when present)")
     parser.add_argument("--out", default="bench.json", help="where to write the results (default bench.json)")
     args = parser.parse_args(argv)
+    args.run = args.run or default_run()
     try:
         devices = [pick_device(args.device)] if args.device else \
             [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])

@@ -145,6 +145,26 @@ def stage_path(run_dir, stage):
     return os.path.join(run_dir, f"{stage}.pt")
 
 
+TRAINED_RUN = os.path.join("runs", "tiny")             # where `python train.py --tiny` writes
+SHIPPED_RUN = os.path.join("pretrained", "tiny")       # the trained tiny run that comes with the code
+
+
+def default_run(root=".", log=print):
+    """The run to sample from when none is named: your own `runs/tiny` once it exists, else the
+    shipped `pretrained/tiny` (export.py); `root` is the repository as seen from the working
+    directory (the notebooks pass ".."). Says which in one line."""
+    trained = os.path.join(root, TRAINED_RUN)
+    if os.path.exists(os.path.join(trained, "flow.pt")):
+        log(f"using your trained run {trained}")
+        return trained
+    shipped = os.path.join(root, SHIPPED_RUN)
+    if not os.path.isdir(shipped):  # run from another folder: the copy beside this file
+        shipped = os.path.join(os.path.dirname(os.path.abspath(__file__)), SHIPPED_RUN)
+    log(f"no {trained} yet: using the shipped {os.path.relpath(shipped) if root == '.' else shipped} "
+        f"(train your own with `python train.py --tiny`)")
+    return shipped
+
+
 def train_command(run_dir, stage=None):
     """The command that makes a stage's checkpoint (without a stage: every missing one, since
     finished stages are skipped), for error messages."""

@@ -41,7 +41,9 @@ per attribute, next to chance (1 / number of values).
 Rows: "real test clips" are a second real performance of each test caption (same attributes,
 a new melody): the ceiling. "VAE+vocoder reconstruction" runs the real clips through the VAE
 and vocoder without the transformer: what the autoencoder and vocoder cost. "generated" is
-the whole pipeline from the caption.
+the whole pipeline from the caption. "generated, held-out phrasings" asks for the same
+attributes in words no training caption uses (music.HELD_OUT_TEMPLATES: a question, a
+request, ALL CAPS, a typo, another word order): how the model copes with what users type.
 
 The attribute classifier (`classifier.py`) sees hand-made features (mel-band statistics, the
 onset autocorrelation, a chroma vector) with a tiny learned head on top, trained here once per
@@ -73,13 +75,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import PRECISIONS, CheckpointError, load_checkpoint, load_stage, pick_device, stage_path, train_command
-from data import (CLIP_SECONDS, SAMPLE_RATE, MelSpectrogram, render_clip)
+from common import PRECISIONS, CheckpointError, default_run, load_checkpoint, load_stage, pick_device, stage_path, train_command
+from data import CLIP_SECONDS, SAMPLE_RATE, MelSpectrogram, render_clip
+from music import HELD_OUT_TEMPLATES, attributes_to_caption
 from classifier import ATTRIBUTES, CHANCE, accuracy, load_or_train_classifier, log_mels, render
 from pipeline import DEFAULT_CFG, Pipeline
 from vocoder import griffin_lim
 
-ROWS = ("real test clips", "VAE+vocoder reconstruction", "generated")
+ROWS = ("real test clips", "VAE+vocoder reconstruction", "generated", "generated, held-out phrasings")
 
 
 # ----------------------------------------------------------------------------- the metrics
@@ -144,6 +147,9 @@ class Evaluator:
         self.classifier, self.classifier_accuracy = load_or_train_classifier(
             run_dir, self.seconds, self.seed, classifier_clips, classifier_steps, device, log)
         self.real_audio, self.captions, self.attributes = render("test", num, self.seconds, self.seed)
+        self.rephrased = [attributes_to_caption(a, np.random.default_rng([self.seed, 7, i]),
+                                                (HELD_OUT_TEMPLATES[i % len(HELD_OUT_TEMPLATES)],))
+                          for i, a in enumerate(self.attributes)]
         with torch.no_grad():
             self.text_emb = torch.cat([self.pipe.clap.embed_text(self.captions[i:i + 64]).cpu()
                                        for i in range(0, num, 64)])
@@ -184,12 +190,13 @@ class Evaluator:
         return torch.cat(chunks)[:, :self.real_audio.shape[1]]
 
     @torch.no_grad()
-    def generate_mels(self, steps=50, cfg=DEFAULT_CFG, sampler=None, seed=0):
-        """Log-mels for every test caption, in batches; each batch gets its own seed."""
+    def generate_mels(self, steps=50, cfg=DEFAULT_CFG, sampler=None, seed=0, captions=None):
+        """Log-mels for every test caption (or `captions`, one per test clip), in batches; each
+        batch gets its own seed."""
         sampler = sampler or ("ddim" if self.objective == "ddpm" else "euler")
-        chunks = []
-        for c, start in enumerate(range(0, len(self.captions), self.batch_size)):
-            captions = self.captions[start:start + self.batch_size]
+        all_captions, chunks = captions or self.captions, []
+        for c, start in enumerate(range(0, len(all_captions), self.batch_size)):
+            captions = all_captions[start:start + self.batch_size]
             latents = self.pipe.generate_latents(captions, seconds=self.seconds, steps=steps, cfg=cfg,
                                                  sampler=sampler, seed=seed * 1000 + c)
             chunks.append(self.pipe.vae.decode(latents))
@@ -201,16 +208,17 @@ class Evaluator:
         audio = [(vocoder(m) if vocoder is not None else griffin_lim(m)).cpu() for m in mels.split(self.batch_size)]
         return torch.cat(audio)[:, :self.real_audio.shape[1]]
 
-    def generate(self, steps=50, cfg=DEFAULT_CFG, sampler=None, seed=0):
+    def generate(self, steps=50, cfg=DEFAULT_CFG, sampler=None, seed=0, captions=None):
         """Audio for every test caption, as sample.py makes it (the run's vocoder if it beat Griffin-Lim)."""
-        return self.play(self.generate_mels(steps, cfg, sampler, seed), self.pipe.vocoder)
+        return self.play(self.generate_mels(steps, cfg, sampler, seed, captions), self.pipe.vocoder)
 
     def evaluate(self, steps=50, cfg=DEFAULT_CFG, sampler=None, seed=0):
         """The full table: real, reconstructed and generated clips, with settings and chance."""
         sampler = sampler or ("ddim" if self.objective == "ddpm" else "euler")
         rows = {ROWS[0]: self.score(self.second_performance()),
                 ROWS[1]: self.score(self.reconstruct()),
-                ROWS[2]: self.score(self.generate(steps, cfg, sampler, seed))}
+                ROWS[2]: self.score(self.generate(steps, cfg, sampler, seed)),
+                ROWS[3]: self.score(self.generate(steps, cfg, sampler, seed, self.rephrased))}
         settings = {**self.describe_run(), "num": len(self.captions),
                     "seconds": self.seconds, "steps": steps, "nfe": nfe(sampler, steps), "cfg": cfg,
                     "sampler": sampler, "seed": seed, "device": str(self.device)}
@@ -312,8 +320,8 @@ def report(metrics):
     s = metrics["settings"]
     acc = "; ".join(f"{version} " + ", ".join(f"{k} {v:.2f}" for k, v in values.items())
                     for version, values in metrics["classifier_test_accuracy"].items())
-    rows = dict(metrics["rows"])
-    rows[f"generated ({s['sampler']}, {s['steps']} steps, cfg {s['cfg']:g})"] = rows.pop(ROWS[2])
+    generated = f"generated ({s['sampler']}, {s['steps']} steps, cfg {s['cfg']:g})"
+    rows = {(generated if name == ROWS[2] else name): row for name, row in metrics["rows"].items()}
     return (f"{s['run']}: {s['num']} test captions, {s['seconds']} s each, {s['objective']}\n"
             f"attribute classifier, held-out accuracy: {acc}\n\n{markdown_table(rows)}")
 
@@ -322,7 +330,8 @@ def report(metrics):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Score a trained run on the held-out test captions.")
-    parser.add_argument("--run", default="runs/tiny", help="run directory made by train.py (default runs/tiny)")
+    parser.add_argument("--run", help="run directory made by train.py (default: runs/tiny, or the shipped "
+                                      "pretrained/tiny until you have trained one)")
     parser.add_argument("--num", type=int, default=64, help="test captions to generate (default 64)")
     parser.add_argument("--steps", type=int, default=50, help="sampler steps (default 50)")
     parser.add_argument("--cfg", type=float, default=DEFAULT_CFG, help=f"guidance scale (default {DEFAULT_CFG})")
@@ -346,6 +355,7 @@ def parse_args(argv=None):
     parser.add_argument("--classifier-clips", type=int, default=1200, help="real clips for the attribute classifier")
     parser.add_argument("--classifier-steps", type=int, default=600)
     args = parser.parse_args(argv)
+    args.run = args.run or default_run()
     for name in ("num", "steps", "batch_size", "classifier_clips", "classifier_steps"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")

@@ -19,7 +19,7 @@ import warnings
 
 import torch
 
-from common import PRECISIONS, CheckpointError, pick_device, positive_int
+from common import PRECISIONS, CheckpointError, default_run, pick_device, positive_int
 from data import AUDIO_EXTENSIONS, save_wav
 from pipeline import DEFAULT_CFG, Pipeline, frames_for
 
@@ -57,7 +57,8 @@ def parse_args(argv=None):
                         help="clip length (default: the length the run was trained on)")
     parser.add_argument("--out", help="output: song.wav (several prompts write song_1.wav, song_2.wav, ...) "
                                       "or a folder (default samples/)")
-    parser.add_argument("--run", default="runs/tiny", help="run directory made by train.py (default runs/tiny)")
+    parser.add_argument("--run", help="run directory made by train.py (default: runs/tiny, or the shipped "
+                                      "pretrained/tiny until you have trained one)")
     parser.add_argument("--griffin-lim", action="store_true", help="skip the vocoder; use Griffin–Lim instead")
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
@@ -126,7 +127,8 @@ def main(argv=None):
         check_prompt_lengths(prompts)
         paths = output_paths(args, prompts)
         device = pick_device(args.device)
-        pipe = Pipeline(args.run, device, use_vocoder=False if args.griffin_lim else None, precision=args.precision)
+        pipe = Pipeline(args.run or default_run(), device, use_vocoder=False if args.griffin_lim else None,
+                        precision=args.precision)
         seconds = args.seconds or pipe.trained_seconds
         frames_for(seconds)  # validates the length before any work
         mels, audio = pipe.generate(prompts, seconds=seconds, steps=args.steps, cfg=args.cfg, sampler=args.sampler,

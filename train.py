@@ -31,6 +31,7 @@ import json
 import math
 import os
 import signal
+import subprocess
 import sys
 import time
 import warnings
@@ -326,8 +327,28 @@ def train(run_dir, config, names=STAGES, data_dir=None, device=None, progress=Tr
     return results
 
 
+def write_made_by(run_dir, argv):
+    """<run>/made_by.json, once per run: the command and the git commit that trained it (and
+    whether the working tree had uncommitted changes), so shipped weights say where they came from."""
+    path = os.path.join(run_dir, "made_by.json")
+    if os.path.exists(path):
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    git = lambda *args: subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=30).stdout
+    try:
+        commit, changes = git("rev-parse", "HEAD").strip() or None, bool(git("status", "--porcelain", "-uno").strip())
+    except OSError:  # no git
+        commit, changes = None, None
+    os.makedirs(run_dir, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"command": " ".join(["python", "train.py", *argv]), "commit": commit,
+                   "uncommitted_changes": changes, "date": time.strftime("%Y-%m-%d")}, f, indent=1)
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if int(os.environ.get("RANK", 0)) == 0:
+        write_made_by(args.run, sys.argv[1:] if argv is None else argv)
     # a skipped-files warning is one line for the user, not Python's "file:line: UserWarning" and source
     warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"
     try:

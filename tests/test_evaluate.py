@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import shutil
 
 import pytest
 import torch
@@ -93,7 +94,15 @@ def test_accuracy_compares_the_top_guess_with_the_truth():
 
 # ----------------------------------------------------------------------------- end to end
 
-def test_evaluate_cli_writes_metrics_and_reuses_its_classifier(smoke_run):
+def private_copy(smoke_run, tmp_path):
+    """The session's smoke run is shared: evaluate.py writes its JSON and classifier into a copy."""
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(smoke_run, run_dir)
+    return run_dir
+
+
+def test_evaluate_cli_writes_metrics_and_reuses_its_classifier(smoke_run, tmp_path):
+    smoke_run = private_copy(smoke_run, tmp_path)
     args = ("--run", smoke_run, "--num", "4", "--steps", "2", "--device", "cpu", "--classifier-clips", "24",
             "--classifier-steps", "10")
     result = run_script("evaluate.py", *args)
@@ -111,6 +120,7 @@ def test_evaluate_cli_writes_metrics_and_reuses_its_classifier(smoke_run):
     assert set(metrics["classifier_test_accuracy"]["griffin_lim"]) == set(ATTRIBUTES)
     assert metrics["settings"]["steps"] == 2 and metrics["settings"]["num"] == 4
     assert "| generated (euler, 2 steps, cfg 4) |" in result.stdout
+    assert "| generated, held-out phrasings |" in result.stdout
 
     evaluator = evaluate.Evaluator(smoke_run, num=3, classifier_clips=24, classifier_steps=10,
                                    log=lambda message: pytest.fail(f"classifier retrained: {message}"))
@@ -118,11 +128,13 @@ def test_evaluate_cli_writes_metrics_and_reuses_its_classifier(smoke_run):
     assert [(r["sampler"], r["steps"], r["nfe"]) for r in sweep["steps"]] == \
         [("euler", 2, 2), ("euler", 4, 4), ("heun", 1, 2), ("heun", 2, 4)]
     assert [r["cfg"] for r in sweep["guidance"]] == [1.0, 3.0]
+    assert len(evaluator.rephrased) == 3 and not set(evaluator.rephrased) & set(evaluator.captions)
     # the same settings and seed give the same clips
     assert torch.equal(evaluator.generate(2, 3.0, "euler", 0), evaluator.generate(2, 3.0, "euler", 0))
 
 
-def test_attribute_chain_measures_every_link(smoke_run):
+def test_attribute_chain_measures_every_link(smoke_run, tmp_path):
+    smoke_run = private_copy(smoke_run, tmp_path)
     args = ("--run", smoke_run, "--num", "4", "--steps", "2", "--device", "cpu", "--classifier-clips", "24",
             "--classifier-steps", "10", "--chain")
     result = run_script("evaluate.py", *args)

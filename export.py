@@ -1,0 +1,75 @@
+"""What inference needs from a training run, and nothing else: the weights a user samples with.
+
+    python export.py --run runs/tiny --out pretrained/tiny
+
+A finished run folder holds much more than sampling needs: every stage's loss history, the
+flow model's raw weights beside its EMA copy, the T5 decoder and the HiFi-GAN discriminators
+(pretraining-only modules), and the flow stage's feature cache (every training clip encoded:
+~200 MB). An exported folder keeps, per stage, only the weights `load_stage` loads (the EMA
+copy where there is one, since those are the weights to sample with), the model's config, the
+stage's held-out metrics and the run's settings; plus the attribute classifiers `evaluate.py`
+would otherwise retrain, the run's metrics JSON, and `made_by.json` (the command and the git
+commit that trained the run). It is an ordinary run folder to `sample.py`, `evaluate.py` and
+the notebooks, which use `runs/tiny` when it exists and `pretrained/tiny` otherwise
+(`common.default_run`).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+from common import STAGES, CheckpointError, load_checkpoint, save_checkpoint, stage_path
+
+# evaluation files worth shipping with the weights: small, and slow to remake
+KEPT_FILES = ("attribute_classifier.pt", "mel_attribute_classifier.pt", "metrics.json", "chain.json", "sweep.json",
+              "timings.json", "made_by.json")
+
+
+def inference_checkpoint(checkpoint):
+    """One stage's checkpoint without its training state: EMA weights (if any) as the weights."""
+    weights = checkpoint.get("ema") or checkpoint["model"]
+    return {"stage": checkpoint["stage"], "done": True, "step": checkpoint["step"], "config": checkpoint["config"],
+            "model": weights, "ema": None, "history": [], "metrics": checkpoint.get("metrics", {}),
+            "run_config": checkpoint.get("run_config", {})}
+
+
+def export(run_dir, out_dir):
+    """Write run_dir's inference weights and evaluation files into out_dir; returns its size in bytes."""
+    checkpoints = {}
+    for stage in STAGES:
+        checkpoint = load_checkpoint(stage_path(run_dir, stage))
+        if not checkpoint.get("done"):
+            raise CheckpointError(f"{stage_path(run_dir, stage)} is unfinished: finish training before exporting")
+        checkpoints[stage] = inference_checkpoint(checkpoint)
+    os.makedirs(out_dir, exist_ok=True)
+    for stage, checkpoint in checkpoints.items():
+        save_checkpoint(checkpoint, stage_path(out_dir, stage))
+    for name in KEPT_FILES:
+        if os.path.exists(os.path.join(run_dir, name)):
+            shutil.copy(os.path.join(run_dir, name), os.path.join(out_dir, name))
+    return sum(os.path.getsize(os.path.join(out_dir, f)) for f in os.listdir(out_dir))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Copy a run's inference weights (no training state) to a folder.")
+    parser.add_argument("--run", default="runs/tiny", help="finished run folder (default runs/tiny)")
+    parser.add_argument("--out", default="pretrained/tiny", help="where to write them (default pretrained/tiny)")
+    args = parser.parse_args(argv)
+    if os.path.abspath(args.run) == os.path.abspath(args.out):
+        parser.error("--out must differ from --run: exporting in place would delete the training state")
+    try:
+        size = export(args.run, args.out)
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    made_by = os.path.join(args.out, "made_by.json")
+    if os.path.exists(made_by):
+        with open(made_by) as f:
+            print(f"made by: {json.load(f)}")
+    print(f"wrote {args.out}/: {size / 2**20:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
