@@ -50,7 +50,7 @@ from common import (MODEL_CLASSES, STAGES, CheckpointError, checkpoint_dict, def
                     stage_path)
 from data import CLIP_SECONDS, save_wav
 from model import PRESETS, FluxMusic
-from pipeline import DEFAULT_CFG, Pipeline, frames_for
+from pipeline import DEFAULT_CFG, DEFAULT_STEPS, Pipeline, frames_for
 
 # text tokens of a training sample (a caption is ~64 bytes); its music is a CLIP_SECONDS clip, 256 tokens
 TEXT_TOKENS = 64
@@ -255,7 +255,7 @@ def sizes(device, quick):
     # bf16 only where it is native: CPUs without bf16 instructions (no AVX512-BF16/AMX) emulate it, slowly
     return dict(matmul=8192 if cuda else 2048, repeats=10 if cuda else 3,
                 train={"tiny": 64, "small": 16} if cuda else {"tiny": 16, "small": 2},
-                attention=("small", 2, 10.24), sample=(10.24, 50), bf16=native_bf16(device), compile=True,
+                attention=("small", 2, 10.24), sample=(10.24, DEFAULT_STEPS), bf16=native_bf16(device), compile=True,
                 stages=train_sizes("tiny"))
 
 

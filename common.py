@@ -28,6 +28,7 @@ is native (`precision_for`).
 
 import argparse
 import os
+import subprocess
 import tempfile
 from dataclasses import asdict
 
@@ -143,6 +144,18 @@ def load_checkpoint(path, made_by="python train.py --tiny", map_location="cpu"):
 
 def stage_path(run_dir, stage):
     return os.path.join(run_dir, f"{stage}.pt")
+
+
+def git_commit():
+    """(commit hash, whether tracked files have uncommitted changes) of the checkout this file is
+    in, or (None, None) outside git: what made a run or a notebook's outputs."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    git = lambda *args: subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=30).stdout
+    try:
+        commit = git("rev-parse", "HEAD").strip()
+    except OSError:  # no git installed
+        return None, None
+    return (commit, bool(git("status", "--porcelain", "-uno").strip())) if commit else (None, None)
 
 
 TRAINED_RUN = os.path.join("runs", "tiny")             # where `python train.py --tiny` writes

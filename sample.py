@@ -21,7 +21,7 @@ import torch
 
 from common import PRECISIONS, CheckpointError, default_run, pick_device, positive_int
 from data import AUDIO_EXTENSIONS, save_wav
-from pipeline import DEFAULT_CFG, Pipeline, frames_for
+from pipeline import DEFAULT_CFG, DEFAULT_STEPS, Pipeline, frames_for
 
 DEFAULT_PROMPT = "A slow, melancholic piano piece in a minor key, without drums."
 MAX_PROMPT_BYTES = 128
@@ -47,7 +47,8 @@ def parse_args(argv=None):
     prompts.add_argument("--prompt", help=f'caption to play (default: "{DEFAULT_PROMPT}")')
     prompts.add_argument("--prompts-file", help="text file with one caption per line")
     parser.add_argument("--negative-prompt", default="", help="what to steer away from (default: the empty caption)")
-    parser.add_argument("--steps", type=positive_int, default=50, help="ODE solver steps (default 50)")
+    parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS,
+                        help=f"ODE solver steps (default {DEFAULT_STEPS})")
     parser.add_argument("--cfg", type=non_negative_float, default=DEFAULT_CFG,
                         help=f"classifier-free guidance scale; 1 = no guidance (default {DEFAULT_CFG})")
     parser.add_argument("--sampler", choices=["euler", "heun", "ddim"],

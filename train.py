@@ -19,6 +19,11 @@ EMA, step) and resumes from it; a finished stage is skipped on rerun. Ctrl-C fin
 current step, saves, and exits; a NaN loss stops the stage and keeps the last good file.
 Each stage also writes its loss curve as `<stage>_loss.csv` and `.png`.
 
+Speed: every stage but the vocoder runs its forward pass under bf16 autocast where the hardware
+has native bf16 (`--precision auto`, the default; `common.py` explains bf16 and what stays fp32),
+and the flow stage is compiled with `torch.compile` (`--no-compile` keeps it eager; a failed
+compile falls back to eager with one warning). `--precision fp32` gives the float32 run.
+
 What each model learns from and minimises lives in its own file (`vae.training_batch`,
 `flow.rectified_flow_loss`, ...); `stages.py` holds the per-stage orchestration and this file the
 loop around it. From Python (the notebooks do this): `train.train(run_dir, config, ["vae"])`.
@@ -31,7 +36,6 @@ import json
 import math
 import os
 import signal
-import subprocess
 import sys
 import time
 import warnings
@@ -42,8 +46,8 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 import stages
-from common import (PRECISIONS, STAGES, CheckpointError, checkpoint_dict, load_checkpoint, pick_device, positive_int,
-                    save_checkpoint, stage_path)
+from common import (PRECISIONS, STAGES, CheckpointError, checkpoint_dict, git_commit, load_checkpoint, pick_device,
+                    positive_int, save_checkpoint, stage_path)
 from data import CLIP_SECONDS
 
 
@@ -333,12 +337,7 @@ def write_made_by(run_dir, argv):
     path = os.path.join(run_dir, "made_by.json")
     if os.path.exists(path):
         return
-    here = os.path.dirname(os.path.abspath(__file__))
-    git = lambda *args: subprocess.run(["git", *args], cwd=here, capture_output=True, text=True, timeout=30).stdout
-    try:
-        commit, changes = git("rev-parse", "HEAD").strip() or None, bool(git("status", "--porcelain", "-uno").strip())
-    except OSError:  # no git
-        commit, changes = None, None
+    commit, changes = git_commit()
     os.makedirs(run_dir, exist_ok=True)
     with open(path, "w") as f:
         json.dump({"command": " ".join(["python", "train.py", *argv]), "commit": commit,
