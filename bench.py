@@ -2,7 +2,12 @@
 
     python bench.py                   # CPU column, plus a CUDA column if there is a GPU
     python bench.py --quick           # small sizes, a few seconds (tests)
-    python bench.py --run runs/tiny   # the trained run to time text -> WAV with (default)
+    python bench.py --run runs/tiny   # the run to time text -> WAV with (default: runs/tiny, else pretrained/tiny)
+
+It times one step of every training stage exactly as train.py runs it, in fp32 and, where the
+hardware has native bf16, in bf16 autocast (the flow stage also compiled); the transformer's
+step at two sizes with FLOP/s against a matmul measured in the same run; fused against
+explicit attention; and caption -> WAV at sample.py's defaults, in each precision.
 
 Results go to a markdown table and to bench.json. Timings are medians over repeats (other
 processes on the machine add noise, and the median ignores the odd slow repeat); on CUDA
@@ -225,7 +230,7 @@ def stage_step_bench(run_dir, device, config, variants, repeats):
 
 
 def sampling_bench(run_dir, device, seconds, steps, cfg=DEFAULT_CFG, precision="auto"):
-    """Caption -> WAV file, the whole pipeline: the real-time factor is wall time / audio length."""
+    """Caption -> WAV file, the whole pipeline, timed: total, and the transformer's part."""
     pipe = Pipeline(run_dir, device, precision=precision)
     caption = ["A fast, cheerful guitar tune in a major key, with drums."]
     pipe.generate(caption, seconds=CLIP_SECONDS, steps=2, cfg=cfg)  # warm-up: first-call allocations

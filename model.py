@@ -76,7 +76,7 @@ PRESETS = {
     # (about 0.6 s per AdamW step at batch 16 x (256 music + 128 text tokens) on a 2-core CPU)
     "tiny": FluxMusicConfig(vec_in_dim=128, context_in_dim=128, hidden_size=128, num_heads=4,
                             depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12]),
-    # half and double its width at the same head size, for the model-size ablation (notebook 08)
+    # half and double its width at the same head size, for the model-size ablation (notebook 09)
     "tiny-narrow": FluxMusicConfig(vec_in_dim=128, context_in_dim=128, hidden_size=64, num_heads=2,
                                    depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12]),
     "tiny-wide": FluxMusicConfig(vec_in_dim=128, context_in_dim=128, hidden_size=256, num_heads=8,
