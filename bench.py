@@ -51,8 +51,9 @@ import torch.nn.functional as F
 import flow
 from blocks import TIME_EMBED_DIM
 import stages
-from common import (MODEL_CLASSES, STAGES, CheckpointError, checkpoint_dict, default_run, native_bf16, pick_device, save_checkpoint,
-                    stage_path)
+from common import MODEL_CLASSES, STAGES, CheckpointError, checkpoint_dict, default_run, native_bf16, pick_device
+from common import autocast as precision_autocast  # train_step_bench's flag is called autocast
+from common import save_checkpoint, stage_path
 from data import CLIP_SECONDS, save_wav
 from model import PRESETS, FluxMusic
 from pipeline import DEFAULT_CFG, DEFAULT_STEPS, Pipeline, frames_for
@@ -143,7 +144,7 @@ def train_step_bench(preset, device, batch, repeats=3, autocast=False, compile=F
     x0, noise, t, txt, mask, y = flow_batch(config, batch, CLIP_SECONDS, device)
 
     def step():
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        with precision_autocast(device, "bf16" if autocast else "fp32"):
             loss = flow.flow_loss(forward(flow.interpolate(x0, noise, t), t, txt, mask, y), x0, noise)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
