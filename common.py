@@ -166,11 +166,11 @@ def default_run(root=".", log=print):
     """The run to sample from when none is named: your own `runs/tiny` once it exists, else the
     shipped `pretrained/tiny` (export.py); `root` is the repository as seen from the working
     directory (the notebooks pass ".."). Says which in one line."""
-    trained = os.path.join(root, TRAINED_RUN)
+    trained = os.path.normpath(os.path.join(root, TRAINED_RUN))  # "runs/tiny", "../runs/tiny"
     if os.path.exists(os.path.join(trained, "flow.pt")):
         log(f"using your trained run {trained}")
         return trained
-    shipped = os.path.join(root, SHIPPED_RUN)
+    shipped = os.path.normpath(os.path.join(root, SHIPPED_RUN))
     if not os.path.isdir(shipped):  # run from another folder: the copy beside this file
         shipped = os.path.join(os.path.dirname(os.path.abspath(__file__)), SHIPPED_RUN)
     log(f"no {trained} yet: using the shipped {os.path.relpath(shipped) if root == '.' else shipped} "
