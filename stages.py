@@ -253,9 +253,9 @@ class VAEStage(Stage):
 class VocoderStage(Stage):
     """Reconstruction-only warm-up (cheap, gets the generator near real audio), then the GAN."""
     name = "vocoder"
-    # measured on the AVX512-BF16 CPU: bf16 saves 10% of a warm-up step and nothing of a GAN step
-    # (its many narrow 1-D convolutions are bound by memory, not arithmetic), so it is not worth
-    # the risk to a GAN's delicate balance
+    # measured slower in bf16 on the AVX512-BF16 CPU (bench.py: warm-up step 164 -> 170-195 ms,
+    # GAN step 656 -> 707-735 ms; its many narrow 1-D convolutions are bound by memory and dtype
+    # casts, not arithmetic), so it stays fp32, which also spares the GAN's delicate balance
     bf16 = False
 
     def __init__(self, context):
