@@ -39,6 +39,11 @@ def test_smoke_trains_every_stage(smoke_training):
         assert os.path.exists(os.path.join(run_dir, f"{stage}_loss.png"))
     assert os.listdir(os.path.join(run_dir, "samples")), "no sample WAVs written during flow training"
     assert "vae.pt" in result.stdout
+    import json
+    from common import git_commit
+    with open(os.path.join(run_dir, "made_by.json")) as f:  # what export.py ships beside the weights
+        made_by = json.load(f)
+    assert made_by["command"].startswith("python train.py --smoke --run") and made_by["commit"] == git_commit()[0]
 
 
 def test_rerun_skips_finished_stages(smoke_run):
