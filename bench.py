@@ -208,8 +208,9 @@ def untrained_run(folder):
 def stage_step_bench(run_dir, device, config, variants, repeats):
     """{stage: {variant: milliseconds per training step}} for every stage exactly as train.py
     runs it (its batch drawing, loss, optimiser and EMA), for each (precision, compiled) in
-    `variants` (e.g. "fp32", "bf16 compiled"); compiled only applies to the flow stage. The frozen models come from `run_dir`; the flow stage's
-    feature cache is written to a temporary folder, never into the run."""
+    `variants` (e.g. "fp32", "bf16 compiled"); compiled only applies to the flow stage. The
+    frozen models come from `run_dir`; the flow stage's feature cache is written to a temporary
+    folder, never into the run."""
     import train  # the training loop's World and stage sizes; not needed by the other benchmarks
     results = {}
     with tempfile.TemporaryDirectory() as folder:

@@ -27,6 +27,7 @@ is native (`precision_for`).
 """
 
 import argparse
+import functools
 import os
 import subprocess
 import tempfile
@@ -77,11 +78,17 @@ def native_bf16(device):
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type != "cpu" or not os.path.exists("/proc/cpuinfo"):
-        return False  # Apple MPS and other platforms: keep float32
+    return device.type == "cpu" and bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags():
+    """The CPU's feature flags as Linux reports them (read once); empty elsewhere, so Apple MPS
+    and other platforms keep float32."""
+    if not os.path.exists("/proc/cpuinfo"):
+        return frozenset()
     with open("/proc/cpuinfo") as f:
-        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+        return frozenset(next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), []))
 
 
 def precision_for(requested, device):

@@ -75,7 +75,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common import PRECISIONS, CheckpointError, default_run, load_checkpoint, load_stage, pick_device, stage_path, train_command
+from common import (PRECISIONS, CheckpointError, default_run, load_checkpoint, load_stage, pick_device, stage_path,
+                    train_command)
 from data import CLIP_SECONDS, SAMPLE_RATE, MelSpectrogram, render_clip
 from music import HELD_OUT_TEMPLATES, attributes_to_caption
 from classifier import ATTRIBUTES, CHANCE, accuracy, load_or_train_classifier, log_mels, render

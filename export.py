@@ -20,29 +20,24 @@ import os
 import shutil
 import sys
 
-from common import STAGES, CheckpointError, load_checkpoint, save_checkpoint, stage_path
+from common import STAGES, CheckpointError, checkpoint_dict, load_stage, save_checkpoint, stage_path
 
 # evaluation files worth shipping with the weights: small, and slow to remake
 KEPT_FILES = ("attribute_classifier.pt", "mel_attribute_classifier.pt", "metrics.json", "chain.json", "sweep.json",
               "timings.json", "made_by.json")
 
 
-def inference_checkpoint(checkpoint):
-    """One stage's checkpoint without its training state: EMA weights (if any) as the weights."""
-    weights = checkpoint.get("ema") or checkpoint["model"]
-    return {"stage": checkpoint["stage"], "done": True, "step": checkpoint["step"], "config": checkpoint["config"],
-            "model": weights, "ema": None, "history": [], "metrics": checkpoint.get("metrics", {}),
-            "run_config": checkpoint.get("run_config", {})}
+def inference_checkpoint(run_dir, stage):
+    """One finished stage's checkpoint without its training state: the weights `load_stage`
+    samples with (the EMA copy where there is one), its config, metrics and run settings."""
+    model, checkpoint = load_stage(run_dir, stage, return_checkpoint=True)  # refuses an unfinished stage
+    return checkpoint_dict(stage, model, checkpoint["step"], True, checkpoint.get("run_config", {}),
+                           metrics=checkpoint.get("metrics"))
 
 
 def export(run_dir, out_dir):
     """Write run_dir's inference weights and evaluation files into out_dir; returns its size in bytes."""
-    checkpoints = {}
-    for stage in STAGES:
-        checkpoint = load_checkpoint(stage_path(run_dir, stage))
-        if not checkpoint.get("done"):
-            raise CheckpointError(f"{stage_path(run_dir, stage)} is unfinished: finish training before exporting")
-        checkpoints[stage] = inference_checkpoint(checkpoint)
+    checkpoints = {stage: inference_checkpoint(run_dir, stage) for stage in STAGES}
     os.makedirs(out_dir, exist_ok=True)
     for stage, checkpoint in checkpoints.items():
         save_checkpoint(checkpoint, stage_path(out_dir, stage))

@@ -131,7 +131,7 @@ TEMPLATES = (
     "{tags}",
 )
 # Phrasings that never appear in training, for measuring how a model copes with what users
-# type (`evaluate.py --phrasing held-out`): a question, a request, a terse all-caps line, a
+# type (the "held-out phrasings" row of `evaluate.py`): a question, a request, a terse all-caps line, a
 # typo in a filler word, and the attribute words in an order no template uses.
 HELD_OUT_TEMPLATES = (
     "can you play a {tempo} {mood} song on {instrument} {drums}?",

@@ -9,7 +9,8 @@ CLAP-L); here both are small and pretrained by `train.py` on the dataset's capti
 1. Tokens. A caption is first normalised (lower case, single spaces), since "FAST ORGAN"
    and "fast  organ" mean what "fast organ" means but share none of its bytes (the training
    captions are templates, users type anything). Text is then cut into UTF-8 bytes, so
-   every string has a spelling and nothing is out of vocabulary (as in ByT5). Ids 0 and 1 are <pad> and <eos>, the next 16 are sentinels
+   every string has a spelling and nothing is out of vocabulary (as in ByT5). Ids 0 and 1
+   are <pad> and <eos>, the next 16 are sentinels
    for span corruption, then byte b has id 18 + b. A caption becomes its bytes plus <eos>;
    "" becomes just <eos>, the well-defined "no caption" prompt of classifier-free guidance.
 

@@ -20,6 +20,16 @@ def run_script(script, *args, check=True, timeout=300):
     return result
 
 
+def copy_frozen_stages(src, dst):
+    """A new run that already has every stage but the flow model."""
+    import shutil
+
+    from common import STAGES
+    os.makedirs(dst)
+    for stage in STAGES[:-1]:
+        shutil.copy(os.path.join(src, f"{stage}.pt"), dst)
+
+
 def train_stage(run_dir, name, **overrides):
     """Train one stage with exactly the code `train.py` runs, on `train.SMOKE` changed by
     `overrides`; returns (its held-out metrics, its loss history)."""

@@ -42,7 +42,7 @@ def test_export_refuses_unfinished_runs_and_exporting_in_place(smoke_run, tmp_pa
         checkpoint = load_checkpoint(stage_path(smoke_run, stage))
         common.save_checkpoint({**checkpoint, "done": stage != "flow"}, stage_path(run_dir, stage))
     result = run_script("export.py", "--run", run_dir, "--out", str(tmp_path / "out"), check=False)
-    assert result.returncode == 1 and "flow.pt is unfinished" in result.stderr
+    assert result.returncode == 1 and "flow.pt is an unfinished training checkpoint" in result.stderr
     result = run_script("export.py", "--run", run_dir, "--out", run_dir, check=False)
     assert result.returncode == 2 and "--out must differ from --run" in result.stderr
 

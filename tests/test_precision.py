@@ -2,7 +2,6 @@
 that `--precision fp32` still trains, that a seed and a precision fix a run, and that a failed
 torch.compile falls back to eager."""
 import os
-import shutil
 from dataclasses import replace
 
 import pytest
@@ -13,10 +12,12 @@ import stages
 import text
 import train
 from blocks import attention
-from common import PRECISIONS, STAGES, autocast, load_checkpoint, precision_for
+from common import PRECISIONS, autocast, load_checkpoint, precision_for
 from model import PRESETS, FluxMusic
 from pipeline import Pipeline
 from vae import VAE, VAEConfig
+
+from conftest import copy_frozen_stages
 
 # bf16 keeps 8 significant bits: one rounding is at most 2^-9 = 0.2% relative, and a handful of
 # layers, each rounding its inputs and weights, stay within a few percent of fp32 in L2.
@@ -95,12 +96,6 @@ def test_other_networks_in_bf16_autocast_match_fp32(name):
         with autocast("cpu", "bf16"):
             approx = run()
     assert 0 < relative_error(approx, exact) < BF16_TOLERANCE
-
-
-def copy_frozen_stages(src, dst):
-    os.makedirs(dst)
-    for stage in STAGES[:-1]:
-        shutil.copy(os.path.join(src, f"{stage}.pt"), dst)
 
 
 def train_flow(smoke_run, run_dir, **overrides):

@@ -1,6 +1,5 @@
 """train.py and sample.py end to end on the --smoke settings: files, resume, DDP, errors."""
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -10,18 +9,9 @@ import pytest
 import soundfile
 import torch
 
-from common import load_checkpoint
-from conftest import ROOT, run_script
+from common import STAGES, load_checkpoint
+from conftest import ROOT, copy_frozen_stages, run_script
 from vae import VAE, VAEConfig
-
-STAGES = ("vae", "vocoder", "clap", "t5", "flow")
-
-
-def copy_frozen_stages(src, dst):
-    """A new run that already has every stage but the flow model."""
-    os.makedirs(dst)
-    for stage in STAGES[:-1]:
-        shutil.copy(os.path.join(src, f"{stage}.pt"), dst)
 
 
 def error_line(result):
