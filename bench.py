@@ -217,17 +217,22 @@ def stage_step_bench(run_dir, device, config, variants, repeats):
         for stage in STAGES[:-1]:
             shutil.copy(stage_path(run_dir, stage), folder)
         for name in STAGES:
-            phases = {"vocoder warm-up": 0, "vocoder GAN": config.vocoder_warmup} if name == "vocoder" else {name: 0}
+            # the vocoder: its reconstruction warm-up and its GAN step, with the default head and the original one
+            heads = ("istft", "waveform") if name == "vocoder" else (config.vocoder_head,)
             for precision, compiled in variants:
                 if compiled and name != "flow":
                     continue
-                context = stages.Context(folder, replace(config, precision=precision, compile=compiled), None,
-                                         train.World(device=device), progress=False)
-                job = stages.build(name, context)
-                for label, first in phases.items():
-                    steps = iter(range(first, first + repeats + 2))
-                    ms = 1000 * seconds_per_call(lambda: job.train_step(next(steps)), device, repeats, warmup=2)
-                    results.setdefault(label, {})[precision + (" compiled" if compiled else "")] = ms
+                for head in heads:
+                    run_config = replace(config, precision=precision, compile=compiled, vocoder_head=head)
+                    context = stages.Context(folder, run_config, None, train.World(device=device), progress=False)
+                    job = stages.build(name, context)
+                    suffix = "" if head == config.vocoder_head else f" ({head} head)"
+                    phases = ({f"vocoder warm-up{suffix}": 0, f"vocoder GAN{suffix}": config.vocoder_warmup}
+                              if name == "vocoder" else {name: 0})
+                    for label, first in phases.items():
+                        steps = iter(range(first, first + repeats + 2))
+                        ms = 1000 * seconds_per_call(lambda: job.train_step(next(steps)), device, repeats, warmup=2)
+                        results.setdefault(label, {})[precision + (" compiled" if compiled else "")] = ms
     return results
 
 

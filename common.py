@@ -209,7 +209,11 @@ def load_stage(run_dir, stage, device="cpu", return_checkpoint=False):
         raise CheckpointError(f"{path} is an unfinished training checkpoint: run `{train_command(run_dir, stage)}` "
                               f"to finish it (it resumes from step {checkpoint.get('step', 0)})")
     model_class, config_class = MODEL_CLASSES[stage]
-    config = config_class(**checkpoint["config"])
+    try:
+        config = config_class(**checkpoint["config"])
+    except (TypeError, ValueError) as error:  # a config this version of the code no longer builds
+        raise CheckpointError(f"{path} was written by another version of this code ({error}); "
+                              f"retrain it with `{train_command(run_dir, stage)}`") from None
     model = model_class(config)
     weights = checkpoint.get("ema") or checkpoint["model"]  # EMA weights are the ones to sample with
     try:

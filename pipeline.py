@@ -45,7 +45,7 @@ class Pipeline:
                  objective="rectified_flow", log=print, precision="auto"):
         """`flow_model` (trained with `objective`) overrides flow.pt, e.g. with the EMA model while
         it is still training. `use_vocoder`: True, False (Griffin–Lim), or None: the vocoder if
-        it measured better than Griffin–Lim on held-out clips when it was trained. `precision`:
+        it beat Griffin–Lim on both held-out distances when it was trained (`beats_griffin_lim`). `precision`:
         the networks' forward passes in bf16 autocast or fp32 ("auto": bf16 where native);
         Griffin–Lim always runs in fp32."""
         self.run_dir, self.device = run_dir, torch.device(device)
@@ -66,11 +66,12 @@ class Pipeline:
 
     def load_vocoder(self, use_vocoder, log):
         vocoder, checkpoint = load_stage(self.run_dir, "vocoder", self.device, return_checkpoint=True)
-        metrics = checkpoint.get("metrics", {})
-        ours, baseline = metrics.get("vocoder_mel_l1"), metrics.get("griffin_lim_mel_l1")
-        if use_vocoder is None and ours is not None and baseline is not None and ours > baseline:
-            log(f"note: this run's vocoder measured worse than Griffin–Lim on held-out clips (log-mel L1 "
-                f"{ours:.3f} vs {baseline:.3f}; train it longer), so Griffin–Lim makes the waveform")
+        if use_vocoder is None and not beats_griffin_lim(checkpoint.get("metrics", {})):
+            m = checkpoint.get("metrics", {})
+            log(f"note: this run's vocoder did not beat Griffin–Lim on held-out clips (log-mel L1 "
+                f"{m.get('vocoder_mel_l1', float('nan')):.3f} vs {m.get('griffin_lim_mel_l1', float('nan')):.3f}, "
+                f"multi-resolution STFT {m.get('vocoder_stft', float('nan')):.3f} vs "
+                f"{m.get('griffin_lim_stft', float('nan')):.3f}; train it longer), so Griffin–Lim makes the waveform")
             return None
         return vocoder
 
@@ -121,6 +122,14 @@ class Pipeline:
 
     def generate(self, captions, **options):
         return self.latents_to_audio(self.generate_latents(captions, **options))
+
+
+def beats_griffin_lim(metrics):
+    """Whether a vocoder stage's held-out metrics beat Griffin–Lim on both of its distances to the
+    real audio (log-mel L1 and multi-resolution STFT). A run without those numbers (a user's
+    checkpoint trained elsewhere) gets the benefit of the doubt."""
+    pairs = [(metrics.get(f"vocoder_{k}"), metrics.get(f"griffin_lim_{k}")) for k in ("mel_l1", "stft")]
+    return all(ours is None or theirs is None or ours < theirs for ours, theirs in pairs)
 
 
 def frames_for(seconds):

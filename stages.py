@@ -260,8 +260,9 @@ class VocoderStage(Stage):
 
     def __init__(self, context):
         super().__init__(context)
-        self.model = vocoder_lib.HiFiGAN(vocoder_lib.HiFiGANConfig()).to(self.device)
-        self.disc = vocoder_lib.Discriminators(vocoder_lib.HiFiGANConfig()).to(self.device)
+        config = vocoder_lib.HiFiGANConfig.for_head(self.run_config.vocoder_head)
+        self.model = vocoder_lib.HiFiGAN(config).to(self.device)
+        self.disc = vocoder_lib.Discriminators(config).to(self.device)
         self.extra_modules["discriminators"] = self.disc
         mel_fn, disc = context.mel_fn, (self.disc,)  # a tuple: the generator must not adopt the discriminators
 

@@ -66,7 +66,8 @@ def test_bench_quick_end_to_end(smoke_run, tmp_path):
     for precision in ("fp32", "bf16"):  # --quick runs both, even where bf16 is emulated
         faster = [v for k, v in cpu.items() if k.startswith(f"text -> WAV {precision}") and k.endswith("real time")]
         assert len(faster) == 1 and faster[0] > 0
-        for stage in ("vae", "vocoder warm-up", "vocoder GAN", "clap", "t5", "flow"):
+        for stage in ("vae", "vocoder warm-up", "vocoder GAN", "vocoder warm-up (waveform head)",
+                      "vocoder GAN (waveform head)", "clap", "t5", "flow"):
             assert cpu[f"step ms: {stage}, {precision}"] > 0
     assert cpu["speed-up: flow, fastest vs fp32 eager"] >= 1
     assert "| benchmark | cpu |" in result.stdout and f"wrote {out}" in result.stdout

@@ -1,14 +1,15 @@
-"""vocoder.py: output lengths, config checks, LSGAN losses at their optimum, weight-norm
-folding, the STFT losses' zero, and Griffin-Lim recovering a tone's pitch."""
+"""vocoder.py: output lengths, config checks, the iSTFT head's exact playback of a known STFT,
+LSGAN losses at their optimum, weight-norm folding, the STFT losses' zero, and Griffin-Lim
+recovering a tone's pitch."""
 import math
 
 import pytest
 import torch
 
-from data import HOP, MelSpectrogram
+from data import HOP, N_FFT, MelSpectrogram
 from vocoder import (PERIODS, Discriminators, HiFiGAN, HiFiGANConfig, compare_with_griffin_lim,
-                     discriminator_loss, generator_loss, griffin_lim, multi_resolution_stft_distance,
-                     reconstruction_loss, training_batch)
+                     discriminator_loss, generator_loss, griffin_lim, inverse_stft, istft_head, mel_to_linear,
+                     multi_resolution_stft_distance, reconstruction_loss, training_batch)
 
 
 def mel_of_noise(frames, batch=2):
@@ -16,11 +17,12 @@ def mel_of_noise(frames, batch=2):
     return MelSpectrogram()(0.1 * torch.randn(batch, frames * HOP))
 
 
-@pytest.mark.parametrize("config", [HiFiGANConfig(),
+@pytest.mark.parametrize("config", [HiFiGANConfig(), HiFiGANConfig.waveform(),
+                                    HiFiGANConfig(initial_channels=32, upsample_rates=(1,), upsample_kernel_sizes=(1,)),
                                     HiFiGANConfig(initial_channels=16, upsample_rates=(8, 5, 4),
-                                                  upsample_kernel_sizes=(16, 10, 8)),
+                                                  upsample_kernel_sizes=(16, 10, 8), head="waveform"),
                                     HiFiGANConfig(initial_channels=32, upsample_rates=(5, 4, 2, 2, 2),
-                                                  upsample_kernel_sizes=(16, 16, 8, 4, 4))])
+                                                  upsample_kernel_sizes=(16, 16, 8, 4, 4), head="waveform")])
 @pytest.mark.parametrize("frames", [1, 7, 32])
 def test_output_length_is_frames_times_hop(config, frames):
     torch.manual_seed(0)
@@ -32,7 +34,8 @@ def test_output_length_is_frames_times_hop(config, frames):
 def test_the_audioldm2_generator_is_the_paper_size_and_upsamples_by_160():
     config = HiFiGANConfig.audioldm2()
     assert math.prod(config.upsample_rates) == 160 and config.initial_channels == 1024
-    assert math.prod(HiFiGANConfig().upsample_rates) == 160
+    assert math.prod(HiFiGANConfig.waveform().upsample_rates) == 160
+    assert math.prod(HiFiGANConfig().upsample_rates) == 1 and HiFiGANConfig().head == "istft"
     generator = HiFiGAN(config)
     assert 50e6 < sum(p.numel() for p in generator.parameters()) < 60e6
     with torch.no_grad():
@@ -40,12 +43,16 @@ def test_the_audioldm2_generator_is_the_paper_size_and_upsamples_by_160():
 
 
 def test_bad_configs_are_rejected():
-    with pytest.raises(ValueError, match="multiply to 128"):
-        HiFiGANConfig(upsample_rates=(4, 4, 4, 2))
+    with pytest.raises(ValueError, match="multiply to 128, but the waveform head needs 160"):
+        HiFiGANConfig(upsample_rates=(4, 4, 4, 2), upsample_kernel_sizes=(8, 8, 8, 4), head="waveform")
+    with pytest.raises(ValueError, match="multiply to 160, but the istft head needs 1"):
+        HiFiGANConfig(upsample_rates=(5, 4, 4, 2), upsample_kernel_sizes=(10, 8, 8, 4))
+    with pytest.raises(ValueError, match="head 'mel' is not one of"):
+        HiFiGANConfig(head="mel")
     with pytest.raises(ValueError, match="one upsample kernel size per"):
-        HiFiGANConfig(upsample_rates=(8, 5, 4))
+        HiFiGANConfig(upsample_rates=(1, 1, 1))
     with pytest.raises(ValueError, match="at least as long"):
-        HiFiGANConfig(upsample_kernel_sizes=(4, 8, 8, 4))
+        HiFiGANConfig(upsample_kernel_sizes=(4, 8, 8, 2), upsample_rates=(5, 4, 4, 2), head="waveform")
     with pytest.raises(ValueError, match="batch, frames, 64"):
         HiFiGAN(HiFiGANConfig())(torch.zeros(1, 64, 10))
 
@@ -59,6 +66,52 @@ def test_removing_weight_norm_leaves_the_output_unchanged():
         after = generator(mel)
     assert not any("parametrizations" in name for name, _ in generator.named_parameters())
     assert torch.allclose(before, after, atol=1e-6)
+
+
+def head_input_for(signal, frames):
+    """What conv_post must write for the iSTFT head to play `signal`: the log-ratio of its STFT
+    magnitude to the least-squares magnitude of its mel, and each bin's phase advance per frame
+    written as its offset from the bin's centre frequency (atanh of offset / pi)."""
+    spec = torch.stft(signal[:, HOP // 2:], N_FFT, HOP, window=torch.hann_window(N_FFT), return_complex=True)
+    spec = spec[..., :frames].to(torch.complex128)
+    bins = torch.arange(N_FFT // 2 + 1, dtype=torch.float64)[:, None]
+    phase = spec.angle()
+    advance = torch.cat([phase[..., :1] + math.pi * bins, phase.diff(dim=-1)], dim=-1)
+    offset = torch.remainder(advance - 2 * math.pi * bins * HOP / N_FFT + math.pi, 2 * math.pi) - math.pi
+    least_squares = mel_to_linear(MelSpectrogram()(signal)).transpose(1, 2).clamp(min=1e-5).double()
+    return torch.cat([spec.abs().clamp(min=1e-12).log() - least_squares.log(),
+                      torch.atanh((offset / math.pi).clamp(-1 + 1e-9, 1 - 1e-9))], dim=1)
+
+
+def test_the_istft_head_plays_back_a_signal_from_its_stft():
+    """Given a signal's magnitudes (as corrections to the mel's least-squares magnitude) and
+    its phase advances, the head's running sum rebuilds the phases and its overlap-add the
+    signal: Hann frames 1024 long and 160 apart sum to a constant, so iSTFT inverts STFT."""
+    torch.manual_seed(0)
+    frames = 40
+    signal = 0.9 * (2 * torch.rand(2, frames * HOP) - 1)  # within [-1, 1], where the head clips
+    rebuilt = istft_head(head_input_for(signal, frames), MelSpectrogram()(signal))
+    assert rebuilt.shape == signal.shape
+    # the first HOP/2 samples come before the first frame's centre (zeros, as in griffin_lim), and
+    # the last N_FFT lack the frames centred after the clip; everything between is the signal
+    inner = slice(HOP // 2 + N_FFT, -N_FFT)
+    assert torch.allclose(rebuilt[:, inner], signal[:, inner], atol=1e-3)
+    assert rebuilt[:, :HOP // 2].abs().max() == 0
+
+
+def test_the_istft_head_starts_from_the_least_squares_magnitude_and_cannot_overflow():
+    """A zero correction plays the least-squares magnitude of the mel (Griffin-Lim's start),
+    with every bin at its centre frequency; any log-magnitude an untrained or diverging net
+    writes is capped, so the audio stays finite and within [-1, 1]."""
+    mel = mel_of_noise(30, batch=1)
+    zero = istft_head(torch.zeros(1, 2 * 513, 30), mel)
+    magnitude = mel_to_linear(mel).transpose(1, 2)
+    bins, frames = torch.arange(513)[:, None], torch.arange(30)
+    phase = 2 * math.pi * bins * HOP / N_FFT * (frames + 1) - math.pi * bins
+    expected = inverse_stft(torch.polar(magnitude.clamp(min=1e-5), phase), 30).clamp(-1, 1)
+    assert torch.allclose(zero, expected, atol=1e-5)
+    huge = istft_head(torch.full((1, 2 * 513, 30), 1e4), mel)
+    assert torch.isfinite(huge).all() and huge.abs().max() <= 1.0
 
 
 def test_discriminators_cover_every_period_and_three_scales():
