@@ -213,7 +213,7 @@ def load_stage(run_dir, stage, device="cpu", return_checkpoint=False):
         config = config_class(**checkpoint["config"])
     except (TypeError, ValueError) as error:  # a config this version of the code no longer builds
         raise CheckpointError(f"{path} was written by another version of this code ({error}); "
-                              f"retrain it with `{train_command(run_dir, stage)}`") from None
+                              f"delete it and retrain it with `{train_command(run_dir, stage)}`") from None
     model = model_class(config)
     weights = checkpoint.get("ema") or checkpoint["model"]  # EMA weights are the ones to sample with
     try:

@@ -237,11 +237,14 @@ def istft_head(x, mel):
     runs in fp32, under bf16 autocast too: a running sum of phases must not round."""
     x, mel = x.float(), mel.float()
     with torch.autocast(x.device.type, enabled=False):
-        bins = torch.arange(STFT_BINS, device=x.device)[:, None]
         least_squares = mel_to_linear(mel).transpose(1, 2).clamp(min=MAGNITUDE_FLOOR).log()
         log_magnitude = (least_squares + x[:, :STFT_BINS]).clamp(max=math.log(N_FFT / 2))
-        advance = 2 * math.pi * bins * HOP / N_FFT + math.pi * torch.tanh(x[:, STFT_BINS:])
-        phase = advance.cumsum(dim=-1) - math.pi * bins
+        # the phase in float64 (Apple's MPS has none: float32 there), then wrapped: bin 512 gains 500 rad
+        # a frame, and a float32 sum over a few hundred frames is already 0.02 rad off
+        wide = torch.float32 if x.device.type == "mps" else torch.float64
+        bins = torch.arange(STFT_BINS, device=x.device, dtype=wide)[:, None]
+        advance = 2 * math.pi * bins * HOP / N_FFT + math.pi * torch.tanh(x[:, STFT_BINS:]).to(wide)
+        phase = torch.remainder(advance.cumsum(dim=-1) - math.pi * bins, 2 * math.pi).float()
         return inverse_stft(torch.polar(log_magnitude.exp(), phase), mel.shape[1]).clamp(-1.0, 1.0)
 
 

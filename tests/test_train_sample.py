@@ -237,3 +237,44 @@ def test_compiled_flow_stage_trains_the_same_weights(smoke_run, tmp_path):
     assert a["model"].keys() == b["model"].keys()  # saved without torch.compile's "_orig_mod." prefix
     for name in a["model"]:  # fused kernels only change float rounding
         torch.testing.assert_close(a["model"][name], b["model"][name], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("mel_l1, stft, uses_vocoder", [(0.4, 1.7, True), (0.5, 1.7, False), (0.4, 1.9, False)])
+def test_pipeline_plays_through_the_vocoder_only_where_it_beat_griffin_lim_on_both(smoke_run, tmp_path,
+                                                                                    mel_l1, stft, uses_vocoder):
+    """Griffin-Lim scores 0.45 / 1.8 here; the run's vocoder must beat both numbers to be used."""
+    import shutil
+
+    from pipeline import Pipeline
+    run_dir = str(tmp_path / "run")
+    shutil.copytree(smoke_run, run_dir)
+    path = os.path.join(run_dir, "vocoder.pt")
+    checkpoint = load_checkpoint(path)
+    checkpoint["metrics"] = {"vocoder_mel_l1": mel_l1, "vocoder_stft": stft,
+                             "griffin_lim_mel_l1": 0.45, "griffin_lim_stft": 1.8}
+    torch.save(checkpoint, path)
+    notes = []
+    pipe = Pipeline(run_dir, "cpu", log=notes.append)
+    assert (pipe.vocoder is not None) == uses_vocoder
+    assert bool(notes) != uses_vocoder  # one line says why Griffin-Lim plays instead
+    if notes:
+        assert "did not beat Griffin–Lim" in notes[0] and f"{mel_l1:.3f} vs 0.450" in notes[0]
+    assert Pipeline(run_dir, "cpu", use_vocoder=True).vocoder is not None  # asked for: always
+
+
+def test_a_vocoder_from_an_older_version_is_a_one_line_error(smoke_run, tmp_path):
+    """A checkpoint whose config this code no longer builds (the waveform-head vocoder saved
+    before `head` existed) names the problem and the command that retrains it."""
+    import shutil
+
+    from common import CheckpointError, load_stage
+    run_dir = str(tmp_path / "old")
+    shutil.copytree(smoke_run, run_dir)
+    path = os.path.join(run_dir, "vocoder.pt")
+    checkpoint = load_checkpoint(path)
+    checkpoint["config"] = {k: v for k, v in checkpoint["config"].items() if k != "head"}
+    checkpoint["config"].update(upsample_rates=(5, 4, 4, 2), upsample_kernel_sizes=(10, 8, 8, 4))
+    torch.save(checkpoint, path)
+    with pytest.raises(CheckpointError, match=r"written by another version of this code .* delete it and retrain it with "
+                                              r"`python train.py --tiny --run .*--stage vocoder`"):
+        load_stage(run_dir, "vocoder")
