@@ -223,7 +223,7 @@ def istft_head(x, mel):
     It fills in the STFT that the mel was computed from (n_fft 1024, hop 160: one frame per mel
     frame) and inverts it. Magnitude: the least-squares magnitude of `mel_to_linear` (what
     Griffin-Lim starts from) times exp(a), so the net only learns a correction, such as sharper
-    harmonics. Phase: the first half's partner b is each bin's phase advance over one hop, as
+    harmonics. Phase: the second half, b, gives each bin's phase advance over one hop, as
     GANSynth generates it (the instantaneous frequency times the hop). A steady partial of
     angular frequency w advances every bin near it by w * hop, and torch.stft's frame-start
     phase reference adds -pi k at bin k, so
@@ -233,8 +233,8 @@ def istft_head(x, mel):
     The net says only how far each bin is from its centre frequency, a local question the mel
     answers; the running sum keeps consecutive frames in phase, which a conv net cannot do over
     a whole clip by itself. A Hann frame of 1024 samples cannot have a magnitude above 512, so
-    the log-magnitude is capped there (an untrained net's exp() must not overflow). All of it
-    runs in fp32, under bf16 autocast too: a running sum of phases must not round."""
+    the log-magnitude is capped there (an untrained net's exp() must not overflow). None of it
+    runs in bf16, under autocast either: a running sum of phases must not round."""
     x, mel = x.float(), mel.float()
     with torch.autocast(x.device.type, enabled=False):
         least_squares = mel_to_linear(mel).transpose(1, 2).clamp(min=MAGNITUDE_FLOOR).log()
