@@ -66,8 +66,8 @@ class Pipeline:
 
     def load_vocoder(self, use_vocoder, log):
         vocoder, checkpoint = load_stage(self.run_dir, "vocoder", self.device, return_checkpoint=True)
-        if use_vocoder is None and not beats_griffin_lim(checkpoint.get("metrics", {})):
-            m = checkpoint.get("metrics", {})
+        m = checkpoint.get("metrics", {})
+        if use_vocoder is None and not beats_griffin_lim(m):
             log(f"note: this run's vocoder did not beat Griffin–Lim on held-out clips (log-mel L1 "
                 f"{m.get('vocoder_mel_l1', float('nan')):.3f} vs {m.get('griffin_lim_mel_l1', float('nan')):.3f}, "
                 f"multi-resolution STFT {m.get('vocoder_stft', float('nan')):.3f} vs "

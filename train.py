@@ -72,8 +72,8 @@ class RunConfig:
     objective: str = "rectified_flow"  # or "ddpm": the classic baseline, same network and budget
     vae: StageSize = field(default_factory=lambda: StageSize(1200, 16, 2e-3))
     vae_crop_frames: int = 64       # the VAE trains on random 64-frame windows
-    # reconstruction only: at this budget 300 GAN steps cost as much as 3400 warm-up steps and made
-    # both held-out distances worse (README, "The vocoder"); a longer schedule adds them after the warm-up
+    # reconstruction only: at this budget 300 GAN steps cost as much as 3400 warm-up steps, made the STFT
+    # distance worse and the mel L1 no better (README, "The vocoder"); a longer schedule adds them after the warm-up
     vocoder: StageSize = field(default_factory=lambda: StageSize(4000, 8, 1e-3))
     vocoder_warmup: int = 4000      # reconstruction-only steps before the discriminators join
     vocoder_gan_lr: float = 2e-4    # HiFi-GAN's own rate for the adversarial phase
@@ -286,7 +286,7 @@ def parse_args(argv=None):
     parser.add_argument("--time-mean", type=float, default=0.0,
                         help="mean of the logit-normal training t (default 0, the paper's); > 0 spends more "
                              "steps near noise, where a clip's global structure is decided")
-    parser.add_argument("--vocoder-head", choices=HEADS, default="istft",
+    parser.add_argument("--vocoder-head", choices=HEADS, default=TINY.vocoder_head,
                         help="the vocoder stage's HiFi-GAN output head: istft (default; at the mel frame rate, "
                              "beats Griffin-Lim within --tiny) or waveform (the original, upsampling by 160)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
