@@ -205,8 +205,8 @@ class Stage:
     def describe(self):
         params = sum(p.numel() for p in self.model.parameters())
         s = self.size
-        return (f"{params / 1e6:.2f} M parameters, {s.steps} steps of batch {s.batch_size}, lr {s.lr:g}, "
-                f"{describe_precision(self.precision, self.device)}")
+        precision = describe_precision(self.precision, self.device) if self.bf16 else "fp32 (this stage's choice)"
+        return f"{params / 1e6:.2f} M parameters, {s.steps} steps of batch {s.batch_size}, lr {s.lr:g}, {precision}"
 
     def wrap(self, model, loss_fn):
         """`loss_fn(model, *batch)` as this stage's (data-parallel) objective at its precision."""

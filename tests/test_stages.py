@@ -143,3 +143,10 @@ def test_time_mean_moves_the_training_times_towards_noise(flow_stage, smoke_run,
     shifted = stages.build("flow", context(str(tmp_path / "run"), config))
     assert flow_stage.batch(3)[2].mean().item() == pytest.approx(0.5, abs=0.03)
     assert shifted.batch(3)[2].mean().item() == pytest.approx(0.77, abs=0.03)
+
+
+def test_each_stage_says_which_precision_it_trains_in(tmp_path):
+    ctx = context(str(tmp_path), replace(train.SMOKE, precision="bf16"))
+    assert "bf16 autocast" in stages.build("vae", ctx).describe()
+    # the vocoder is fp32 by design on every machine, not for want of bf16
+    assert stages.build("vocoder", ctx).describe().endswith("fp32 (this stage's choice)")
