@@ -11,8 +11,11 @@ The first four stages build the frozen parts that the paper takes pretrained: a 
 and two text encoders (CLAP's pooled y and T5's token features c). The last stage trains
 the rectified-flow transformer on the frozen latents and text features:
 
-    x0 = VAE.encode(mel),  ε ~ N(0, I),  t ~ logit-normal,  z_t = (1 − t)·x0 + t·ε
+    x0 = VAE.encode(mel),  ε ~ N(0, I),  t = sigmoid(m + n) with n ~ N(0, 1),  z_t = (1 − t)·x0 + t·ε
     loss = ‖v_θ(z_t, t, y, c) − (ε − x0)‖²,   with the caption replaced by "" 10% of the time
+
+The paper's logit-normal has m = 0; `--tiny` uses m = 1 (`RunConfig.time_mean`), which trains more
+near noise, where a clip's beat grid is decided (README, "The beat grid").
 
 Every stage writes `<run>/<stage>.pt` atomically every few hundred steps (weights, optimiser,
 EMA, step) and resumes from it; a finished stage is skipped on rerun. Ctrl-C finishes the

@@ -4,7 +4,7 @@ Where does the flow model lose the beat grid? For a flow checkpoint on the froze
 pretrained/tiny and the 64 held-out test clips:
 
 1. generated clips (Euler 25, cfg 4, the seeds of results/tiny/flow_curve.py) against the real ones,
-   per tempo class: the onset strength's autocorrelation (lever.beat_grid) and the lag of its peak;
+   over all clips and per tempo class: the mean spectral flux, lever.beat_grid and the autocorrelation peak's lag;
 2. the same noise with only the tempo word changed ("A {slow|moderate|fast} piano piece ...");
 3. denoising: each real clip's latent noised to z_t = (1 - t) x0 + t eps and the model's one-step
    estimate x0_hat = z_t - t v(z_t, t) decoded and judged, for t from 0.2 to 0.95. A grid the model
@@ -17,6 +17,7 @@ import os
 import sys
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, os.getcwd())
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -39,7 +40,8 @@ def per_tempo(mel, attributes):
     rows = {}
     for tempo in ("slow", "moderate", "fast"):
         idx = [i for i, a in enumerate(attributes) if a["tempo"] == tempo]
-        rows[tempo] = {"clips": len(idx), **lever.beat_grid(mel[idx], [attributes[i] for i in idx]),
+        rows[tempo] = {"clips": len(idx), "mean_flux": F.relu(mel[idx].diff(dim=1)).mean().item(),
+                       **lever.beat_grid(mel[idx], [attributes[i] for i in idx]),
                        "peak_lag_frames": (ac[idx, 17:50].argmax(1) + 18).float().mean().item(),
                        "true_eighth_frames": sum(3000.0 / attributes[i]["bpm"] for i in idx) / len(idx)}
     return rows
@@ -56,8 +58,10 @@ def main(name, checkpoint_path):
     classifier, _ = load_or_train_classifier("pretrained/tiny", 2.56, 0, 1200, 600, "cpu", print, input="mel")
     audio, captions, attributes = render("test", 64, 2.56, 0)
     real = log_mels(audio)
-    out = {"checkpoint": checkpoint_path, "real": per_tempo(real, attributes),
-           "generated": per_tempo(generate(pipe, captions), attributes)}
+    generated = generate(pipe, captions)
+    out = {"checkpoint": checkpoint_path, "real_all": lever.beat_grid(real, attributes),
+           "generated_all": lever.beat_grid(generated, attributes),
+           "real": per_tempo(real, attributes), "generated": per_tempo(generated, attributes)}
     swap = {}
     for word in ("slow", "moderate", "fast"):
         mel = generate(pipe, [f"A {word} piano piece in a major key, with drums."] * 16, seed_offset=5)

@@ -118,7 +118,7 @@ def run(arm):
     metrics = {} if os.environ.get("JUDGE_ONLY") else train.train(run_dir, config, ["flow"], progress=False)["flow"]
 
     torch.set_grad_enabled(False)
-    pipe = Pipeline(run_dir, "cpu", use_vocoder=False)
+    pipe = Pipeline(SOURCE, "cpu", use_vocoder=False)  # the frozen parts; judge() swaps in each flow snapshot
     classifier, _ = load_or_train_classifier(run_dir, 2.56, 0, 1200, 600, "cpu", print, input="mel")
     audio, captions, attributes = render("test", 64, 2.56, 0)
     real = log_mels(audio)
@@ -128,8 +128,8 @@ def run(arm):
     real_embedding = pipe.clap.embed_audio(real)
     for step in SNAPSHOTS:
         path = os.path.join(run_dir, "flow.pt" if step == STEPS else f"flow_step{step}.pt")
-        if not os.path.exists(path):  # an arm stopped early keeps the snapshots it reached
-            continue
+        if not os.path.exists(path) or (step == STEPS and not torch.load(path, weights_only=True)["done"]):
+            continue  # an arm stopped early is judged on the snapshots it reached
         row = {"flow_steps": step, **judge(pipe, classifier, torch.load(path, weights_only=True), captions,
                                            attributes, real_embedding)}
         out["rows"].append(row)
