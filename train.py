@@ -87,7 +87,7 @@ class RunConfig:
     flow: StageSize = field(default_factory=lambda: StageSize(5000, 16, 1e-3))
     caption_dropout: float = 0.1
     # logit-normal t = sigmoid(time_mean + n): 1 puts 35% of the steps above t = 0.8, where the beat grid is
-    # decided (8% at the paper's 0); measured at this budget: tempo 0.42 -> 0.53 (README, "the beat grid")
+    # decided (8% at the paper's 0); measured at this budget: tempo 0.42 -> 0.53, one run each (README, "The beat grid")
     time_mean: float = 1.0
     ema_decay: float = 0.999
     save_every: int = 200

@@ -152,3 +152,8 @@ def test_each_stage_says_which_precision_it_trains_in(tmp_path):
     assert "bf16 autocast" in stages.build("vae", ctx).describe()
     # the vocoder is fp32 by design on every machine, not for want of bf16
     assert stages.build("vocoder", ctx).describe().endswith("fp32 (this stage's choice)")
+
+
+def test_time_mean_flag_defaults_to_the_preset_and_overrides_it():
+    assert train.make_run_config(train.parse_args(["--tiny"])).time_mean == train.TINY.time_mean
+    assert train.make_run_config(train.parse_args(["--tiny", "--time-mean", "0"])).time_mean == 0.0

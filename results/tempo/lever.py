@@ -70,7 +70,8 @@ def onsets_on_grid(mel, attributes, lead=3, tolerance=3):
                 for p in peaks]
         first += near[:1]
         later += near[1:]
-    return {"first_onset_on_grid": sum(first) / max(1, len(first)), "later_onsets_on_grid": sum(later) / max(1, len(later))}
+    return {"first_onset_on_grid": sum(first) / max(1, len(first)),
+            "later_onsets_on_grid": sum(later) / max(1, len(later))}
 
 
 def beat_grid(mel, attributes):
@@ -139,5 +140,6 @@ def run(arm):
 
 
 if __name__ == "__main__":
-    for name in sys.argv[1:]:
-        run(name)
+    if len(sys.argv) != 2 or sys.argv[1] not in ARMS:  # one arm a process: run() patches model and train
+        sys.exit(f"usage: python results/tempo/lever.py ARM, one of {', '.join(ARMS)}")
+    run(sys.argv[1])
