@@ -23,7 +23,6 @@ sys.path.insert(0, os.getcwd())
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import lever  # noqa: E402
 from classifier import accuracy, load_or_train_classifier, log_mels, render  # noqa: E402
-from common import MODEL_CLASSES  # noqa: E402
 from pipeline import Pipeline  # noqa: E402
 
 TIMES = (0.2, 0.4, 0.6, 0.8, 0.9, 0.95)
@@ -50,11 +49,7 @@ def per_tempo(mel, attributes):
 def main(name, checkpoint_path):
     torch.set_grad_enabled(False)
     pipe = Pipeline("pretrained/tiny", "cpu", use_vocoder=False)
-    checkpoint = torch.load(checkpoint_path, weights_only=True)
-    model_class, config_class = MODEL_CLASSES["flow"]
-    pipe.flow_model = model_class(config_class(**checkpoint["config"]))
-    pipe.flow_model.load_state_dict(checkpoint["ema"] or checkpoint["model"])
-    pipe.flow_model.eval()
+    pipe.flow_model = lever.flow_model(torch.load(checkpoint_path, weights_only=True))
     classifier, _ = load_or_train_classifier("pretrained/tiny", 2.56, 0, 1200, 600, "cpu", print, input="mel")
     audio, captions, attributes = render("test", 64, 2.56, 0)
     real = log_mels(audio)

@@ -82,11 +82,17 @@ def beat_grid(mel, attributes):
             **onsets_on_grid(mel, attributes)}
 
 
-def judge(pipe, classifier, checkpoint, captions, attributes, real_embedding):
+def flow_model(checkpoint):
+    """The EMA transformer of a flow checkpoint, finished or a mid-run snapshot (common.load_stage
+    takes finished ones only)."""
     model_class, config_class = MODEL_CLASSES["flow"]
-    pipe.flow_model = model_class(config_class(**checkpoint["config"]))
-    pipe.flow_model.load_state_dict(checkpoint["ema"] or checkpoint["model"])
-    pipe.flow_model.eval()
+    model = model_class(config_class(**checkpoint["config"]))
+    model.load_state_dict(checkpoint["ema"] or checkpoint["model"])
+    return model.eval()
+
+
+def judge(pipe, classifier, checkpoint, captions, attributes, real_embedding):
+    pipe.flow_model = flow_model(checkpoint)
     mels = torch.cat([pipe.vae.decode(pipe.generate_latents(captions[s:s + 16], seconds=2.56, steps=25, seed=s))
                       for s in range(0, 64, 16)])
     return {"attribute_accuracy_on_mel": accuracy(classifier.posteriors(mels), attributes),
