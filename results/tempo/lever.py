@@ -12,6 +12,9 @@ clip's true eighth (is it the caption's pulse?), and the share of onsets on the 
 
     python results/tempo/lever.py theta100      # RoPE theta 10000 -> 100 (axes of 32 and 8 tokens)
     python results/tempo/lever.py time_mean1    # logit-normal mean 0 -> 1: 35% of the training t above 0.8, not 8%
+    STEPS=8000 python results/tempo/lever.py recipe   # the current recipe (mean 1), a longer schedule
+
+An arm of other than 5000 steps writes runs/tempo_<arm>_<steps> and lever_<arm>_<steps>.json.
 
 The theta100 arm was stopped after 2000 steps (no better than the recipe there) and its snapshots
 judged with JUDGE_ONLY=1.
@@ -40,6 +43,7 @@ FROZEN = ("vae.pt", "vocoder.pt", "clap.pt", "t5.pt", "mel_attribute_classifier.
 ARMS = {  # arm -> (changes to model.PRESETS["tiny"], changes to the RunConfig)
     "theta100": ({"theta": 100}, {}),
     "time_mean1": ({}, {"time_mean": 1.0}),
+    "recipe": ({}, {}),  # train.TINY as it is (mean 1 since the time_mean1 arm)
 }
 
 
@@ -102,7 +106,8 @@ def judge(pipe, classifier, checkpoint, captions, attributes, real_embedding):
 
 def run(arm):
     preset_changes, config_changes = ARMS[arm]
-    run_dir = f"runs/tempo_{arm}"
+    label = arm if STEPS == 5000 else f"{arm}_{STEPS}"
+    run_dir = f"runs/tempo_{label}"
     os.makedirs(run_dir, exist_ok=True)
     for name in FROZEN:
         if not os.path.exists(os.path.join(run_dir, name)):
@@ -129,7 +134,7 @@ def run(arm):
     classifier, _ = load_or_train_classifier(run_dir, 2.56, 0, 1200, 600, "cpu", print, input="mel")
     audio, captions, attributes = render("test", 64, 2.56, 0)
     real = log_mels(audio)
-    out = {"arm": arm, "preset_changes": preset_changes, "config_changes": config_changes,
+    out = {"arm": arm, "steps": STEPS, "preset_changes": preset_changes, "config_changes": config_changes,
            "train_seconds": metrics.get("train_seconds"), "val_flow_loss": metrics.get("val_flow_loss"),
            "real_beat_grid": beat_grid(real, attributes), "rows": []}
     real_embedding = pipe.clap.embed_audio(real)
@@ -141,7 +146,7 @@ def run(arm):
                                            attributes, real_embedding)}
         out["rows"].append(row)
         print(arm, row, flush=True)
-    with open(f"results/tempo/lever_{arm}.json", "w") as f:
+    with open(f"results/tempo/lever_{label}.json", "w") as f:
         json.dump(out, f, indent=1)
 
 
