@@ -5,8 +5,9 @@ Five captions a user might type, each played by the shipped run as `sample.py --
 of the same attributes from the synthetic dataset's composer. What the ear is told to listen for
 is written down per attribute in README; this script adds what can be measured about the same
 clips: the run's audio attribute classifier on seed 0 and on seeds 0-7 (how often each attribute
-comes out right for that caption), and the steadiness of the pulse (the onset autocorrelation's
-highest peak at 60-160 bpm lags, and the lag: a real clip's is its eighth or quarter note).
+comes out right for that caption), the steadiness of the pulse (the onset autocorrelation's
+highest peak at 60-160 bpm lags, and the lag: a real clip's is its eighth or quarter note), and
+the times of seed 0's onsets beside the real clip's.
 
     python results/listening/report.py     # -> report.json, listening.png, clip_<n>.wav
 """
@@ -26,7 +27,7 @@ sys.path.insert(0, os.getcwd())
 sys.path.insert(0, os.path.join(os.getcwd(), "results", "tempo"))
 from classifier import ATTRIBUTES, load_or_train_classifier, log_mels  # noqa: E402
 from data import SAMPLE_RATE  # noqa: E402
-from lever import onset_autocorrelation  # noqa: E402
+from lever import onset_autocorrelation, onset_peaks  # noqa: E402
 from music import render_clip  # noqa: E402
 from pipeline import Pipeline  # noqa: E402
 
@@ -48,6 +49,12 @@ def pulse(audio):
     ac = onset_autocorrelation(log_mels(audio))[:, 14:110]
     value, index = ac.max(1)
     return [{"peak": round(v, 2), "lag_frames": i + 15} for v, i in zip(value.tolist(), index.tolist())]
+
+
+def onset_times(audio):
+    """Seconds of the onset peaks (spectral-flux maxima) of one clip: where new notes and drum hits start."""
+    mel = log_mels(audio)[0]
+    return [round(frame / 100, 2) for frame in onset_peaks(torch.relu(mel.diff(dim=0)).mean(1))]
 
 
 def judged(classifier, audio):
@@ -72,10 +79,11 @@ def main():
         rows.append({"caption": caption, "asked": wanted, "seed_0_heard_as": heard[0],
                      "right_over_8_seeds": {name: sum(h[name] == wanted[name] for h in heard) / len(heard)
                                             for name in ATTRIBUTES},
-                     "seed_0_pulse": pulse(audio[:1])[0],
+                     "seed_0_pulse": pulse(audio[:1])[0], "seed_0_onsets_s": onset_times(audio[:1]),
                      "pulse_peak_over_8_seeds": round(float(np.mean([p["peak"] for p in pulse(audio)])), 2),
                      "real_reference": {"bpm": attributes["bpm"], "eighth_frames": round(3000 / attributes["bpm"], 1),
-                                        "heard_as": judged(classifier, real)[0], "pulse": pulse(real)[0]}})
+                                        "heard_as": judged(classifier, real)[0], "pulse": pulse(real)[0],
+                                        "onsets_s": onset_times(real)}})
         real_mels.append(log_mels(real)[0])
         fake_mels.append(mels[0][0])
         print(json.dumps(rows[-1]), flush=True)
