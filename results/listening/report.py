@@ -2,9 +2,8 @@
 
 Five captions a user might type, each played by the shipped run as `sample.py --prompt CAPTION` plays it
 (2.56 s, Euler 25 steps, cfg 4, the run's HiFi-GAN, seed 0 -> clip_<n>.wav), beside a real clip
-of the same attributes from the synthetic dataset's composer. What the ear is told to listen for
-is written down per attribute in README; this script adds what can be measured about the same
-clips: the run's audio attribute classifier on seed 0 and on seeds 0-7 (how often each attribute
+of the same attributes from the synthetic dataset's composer. README describes each attribute
+from these log-mels; this script adds what can be measured about the same clips: the run's audio attribute classifier on seed 0 and on seeds 0-7 (how often each attribute
 comes out right for that caption), the steadiness of the pulse (the onset autocorrelation's
 highest peak at 60-160 bpm lags, and the lag: a real clip's is its eighth or quarter note), and
 the times of seed 0's onsets beside the real clip's.
@@ -28,7 +27,7 @@ sys.path.insert(0, os.path.join(os.getcwd(), "results", "tempo"))
 from classifier import ATTRIBUTES, load_or_train_classifier, log_mels  # noqa: E402
 from data import SAMPLE_RATE  # noqa: E402
 from lever import onset_autocorrelation, onset_peaks  # noqa: E402
-from music import render_clip  # noqa: E402
+from music import TEMPOS, render_clip  # noqa: E402
 from pipeline import Pipeline  # noqa: E402
 
 RUN, OUT, SECONDS, SEEDS = "pretrained/tiny", "results/listening", 2.56, range(8)
@@ -41,7 +40,7 @@ CAPTIONS = [  # (caption as typed, what it asks for)
     ("A slow, calm bells melody in a major key without drums.",
      dict(instrument="bells", tempo="slow", mode="major", drums=False)),
 ]
-MID_BPM = {"slow": 70.0, "moderate": 102.5, "fast": 145.0}  # the middle of each music.TEMPOS range
+MID_BPM = {tempo: (low + high) / 2 for tempo, (low, high) in TEMPOS.items()}  # the middle of each range
 
 
 def pulse(audio):
@@ -75,12 +74,12 @@ def main():
         soundfile.write(os.path.join(OUT, f"clip_{n}.wav"), audio[0].numpy(), SAMPLE_RATE)
         attributes = dict(wanted, bpm=MID_BPM[wanted["tempo"]], key="C")
         real = torch.from_numpy(render_clip(attributes, SECONDS, SAMPLE_RATE, np.random.default_rng(n)))[None]
-        heard = judged(classifier, audio)
+        heard, pulses = judged(classifier, audio), pulse(audio)
         rows.append({"caption": caption, "asked": wanted, "seed_0_heard_as": heard[0],
                      "right_over_8_seeds": {name: sum(h[name] == wanted[name] for h in heard) / len(heard)
                                             for name in ATTRIBUTES},
-                     "seed_0_pulse": pulse(audio[:1])[0], "seed_0_onsets_s": onset_times(audio[:1]),
-                     "pulse_peak_over_8_seeds": round(float(np.mean([p["peak"] for p in pulse(audio)])), 2),
+                     "seed_0_pulse": pulses[0], "seed_0_onsets_s": onset_times(audio[:1]),
+                     "pulse_peak_over_8_seeds": round(float(np.mean([p["peak"] for p in pulses])), 2),
                      "real_reference": {"bpm": attributes["bpm"], "eighth_frames": round(3000 / attributes["bpm"], 1),
                                         "heard_as": judged(classifier, real)[0], "pulse": pulse(real)[0],
                                         "onsets_s": onset_times(real)}})
