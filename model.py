@@ -42,12 +42,12 @@ import torch.nn as nn
 from blocks import (TIME_EMBED_DIM, DoubleStreamBlock, EmbedND, LastLayer, MLPEmbedder,
                     SingleStreamBlock, timestep_embedding)
 
-PATCH = 2  # 2x2 patches of the latent
+PATCH = 2  # latent frames per token (time); the paper also takes 2 frequency rows (freq_patch)
 
 
 @dataclass
 class FluxMusicConfig:
-    in_channels: int = 32            # channels of one patch token: latent channels * 2 * 2
+    in_channels: int = 32            # channels of one patch token: latent channels * 2 * freq_patch
     vec_in_dim: int = 768            # pooled CLAP text embedding y
     context_in_dim: int = 4096       # T5 token features c
     hidden_size: int = 512
@@ -58,6 +58,7 @@ class FluxMusicConfig:
     axes_dim: list = field(default_factory=lambda: [8, 12, 12])  # RoPE channels per id axis
     theta: int = 10000
     qkv_bias: bool = True
+    freq_patch: int = 2              # frequency rows per token: 2 in the paper (2x2 patches)
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -66,8 +67,8 @@ class FluxMusicConfig:
         if sum(self.axes_dim) != head_dim:
             raise ValueError(f"axes_dim {self.axes_dim} must sum to the head dimension "
                              f"hidden_size/num_heads = {head_dim}")
-        if self.in_channels % (PATCH * PATCH):
-            raise ValueError(f"in_channels {self.in_channels} must be latent channels * {PATCH * PATCH}")
+        if self.in_channels % (PATCH * self.freq_patch):
+            raise ValueError(f"in_channels {self.in_channels} must be latent channels * {PATCH * self.freq_patch}")
 
 
 _OFFICIAL = dict(in_channels=32, vec_in_dim=768, context_in_dim=4096, num_heads=16, qkv_bias=True)
@@ -91,32 +92,33 @@ PRESETS = {
 
 # ----------------------------------------------------------------------------- patches and ids
 
-def patchify(latent):
-    """(B, C, T, F) latent -> (B, (T/2)*(F/2), C*4) tokens, time-major, channels ordered (c, dt, df)."""
+def patchify(latent, freq_patch=2):
+    """(B, C, T, F) latent -> (B, (T/2)*(F/p), C*2*p) tokens of 2 x p patches (p = freq_patch),
+    time-major, channels ordered (c, dt, df)."""
     if latent.ndim != 4:
         raise ValueError(f"patchify expects a latent of shape (B, C, T, F), got {tuple(latent.shape)}")
     b, c, t, f = latent.shape
-    if t % PATCH or f % PATCH:
-        raise ValueError(f"latent time {t} and frequency {f} sizes must both be even for 2x2 patches; "
-                         "crop or pad the clip")
-    x = latent.reshape(b, c, t // PATCH, PATCH, f // PATCH, PATCH)
-    return x.permute(0, 2, 4, 1, 3, 5).reshape(b, (t // PATCH) * (f // PATCH), c * PATCH * PATCH)
+    if t % PATCH or f % freq_patch:
+        raise ValueError(f"latent time {t} and frequency {f} sizes must be multiples of {PATCH} and {freq_patch} "
+                         f"for {PATCH}x{freq_patch} patches; crop or pad the clip")
+    x = latent.reshape(b, c, t // PATCH, PATCH, f // freq_patch, freq_patch)
+    return x.permute(0, 2, 4, 1, 3, 5).reshape(b, (t // PATCH) * (f // freq_patch), c * PATCH * freq_patch)
 
 
-def unpatchify(tokens, T, F):
-    """Inverse of patchify: (B, (T/2)*(F/2), C*4) -> (B, C, T, F)."""
+def unpatchify(tokens, T, F, freq_patch=2):
+    """Inverse of patchify: (B, (T/2)*(F/p), C*2*p) -> (B, C, T, F)."""
     b, n, d = tokens.shape
-    if n != (T // PATCH) * (F // PATCH) or d % (PATCH * PATCH) or T % PATCH or F % PATCH:
+    if n != (T // PATCH) * (F // freq_patch) or d % (PATCH * freq_patch) or T % PATCH or F % freq_patch:
         raise ValueError(f"cannot unpatchify {tuple(tokens.shape)} tokens into a latent with T={T}, F={F}")
-    c = d // (PATCH * PATCH)
-    x = tokens.reshape(b, T // PATCH, F // PATCH, c, PATCH, PATCH)
+    c = d // (PATCH * freq_patch)
+    x = tokens.reshape(b, T // PATCH, F // freq_patch, c, PATCH, freq_patch)
     return x.permute(0, 3, 1, 4, 2, 5).reshape(b, c, T, F)
 
 
-def make_img_ids(batch, T, F, device=None):
-    """Position ids (B, (T/2)*(F/2), 3) = (0, time-patch index, freq-patch index), time-major."""
+def make_img_ids(batch, T, F, device=None, freq_patch=2):
+    """Position ids (B, (T/2)*(F/p), 3) = (0, time-patch index, freq-patch index), time-major."""
     time_index, freq_index = torch.meshgrid(torch.arange(T // PATCH, device=device),
-                                            torch.arange(F // PATCH, device=device), indexing="ij")
+                                            torch.arange(F // freq_patch, device=device), indexing="ij")
     ids = torch.stack([torch.zeros_like(time_index), time_index, freq_index], dim=-1).reshape(1, -1, 3)
     return ids.expand(batch, -1, -1).float()
 
@@ -167,7 +169,7 @@ class FluxMusic(nn.Module):
             DoubleStreamBlock(h, config.num_heads, config.mlp_ratio, config.qkv_bias) for _ in range(config.depth))
         self.single_blocks = nn.ModuleList(
             SingleStreamBlock(h, config.num_heads, config.mlp_ratio) for _ in range(config.depth_single_blocks))
-        self.final_layer = LastLayer(h, 1, config.in_channels)  # patch 1: a token already holds a 2x2 patch
+        self.final_layer = LastLayer(h, 1, config.in_channels)  # patch 1: a token already holds its patch
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -238,13 +240,14 @@ class FluxMusic(nn.Module):
         The entry point for training and sampling: patchify, build the position ids, run
         forward, unpatchify.
         """
-        if latent.ndim != 4 or latent.shape[1] * PATCH * PATCH != self.config.in_channels:
-            raise ValueError(f"expected a latent (B, {self.config.in_channels // (PATCH * PATCH)}, T, F), "
+        p = self.config.freq_patch
+        if latent.ndim != 4 or latent.shape[1] * PATCH * p != self.config.in_channels:
+            raise ValueError(f"expected a latent (B, {self.config.in_channels // (PATCH * p)}, T, F), "
                              f"got {tuple(latent.shape)}")
         b, _, T, F = latent.shape
         t = torch.as_tensor(t, dtype=torch.float32, device=latent.device)
         t = t.expand(b) if t.ndim == 0 else t
-        tokens = patchify(latent)
-        out = self.forward(tokens, make_img_ids(b, T, F, latent.device), txt,
+        tokens = patchify(latent, p)
+        out = self.forward(tokens, make_img_ids(b, T, F, latent.device, p), txt,
                            make_txt_ids(b, txt.shape[1], latent.device), t, y, txt_mask)
-        return unpatchify(out, T, F)
+        return unpatchify(out, T, F, p)

@@ -1,4 +1,5 @@
 """The FluxMusic transformer: official layout, presets, patching, adaLN-Zero, masking, batching."""
+from dataclasses import replace
 import os
 
 import pytest
@@ -75,6 +76,20 @@ def test_patchify_roundtrip_and_time_major_order():
     # token i*(F/2)+j holds the 2x2 patch at time rows 2i..2i+1, frequency rows 2j..2j+1, as (c, dt, df)
     i, j = 4, 3
     assert torch.equal(tokens[:, i * 8 + j], latent[:, :, 2 * i:2 * i + 2, 2 * j:2 * j + 2].reshape(2, 32))
+
+
+def test_wider_frequency_patches_roundtrip_and_run():
+    """freq_patch p: a token holds 2 latent frames x p frequency rows (p = 16: the whole spectrum)."""
+    latent = torch.randn(2, 8, 12, 16)
+    tokens = patchify(latent, freq_patch=8)
+    assert tokens.shape == (2, 6 * 2, 8 * 2 * 8)
+    assert torch.equal(unpatchify(tokens, 12, 16, freq_patch=8), latent)
+    assert torch.equal(tokens[:, 4 * 2 + 1], latent[:, :, 8:10, 8:16].reshape(2, 128))
+    assert make_img_ids(1, 12, 16, freq_patch=8)[0, 4 * 2 + 1].tolist() == [0.0, 4.0, 1.0]
+    torch.manual_seed(0)
+    model = FluxMusic(replace(MINI, freq_patch=16, in_channels=8 * 2 * 16))
+    inp = mini_inputs(batch=2, T=6, F=16)
+    assert model.velocity(inp["latent"], inp["t"], inp["txt"], None, inp["y"]).shape == (2, 8, 6, 16)
 
 
 def test_position_ids():
@@ -169,10 +184,12 @@ def test_forward_matches_velocity_on_tokens():
 def test_bad_shapes_give_clear_errors():
     model = FluxMusic(MINI)
     inp = mini_inputs(batch=2)
-    with pytest.raises(ValueError, match="even"):
+    with pytest.raises(ValueError, match="multiples of 2 and 2"):
         patchify(torch.randn(1, 8, 7, 8))
-    with pytest.raises(ValueError, match="even"):
+    with pytest.raises(ValueError, match="multiples of 2 and 2"):
         patchify(torch.randn(1, 8, 8, 5))
+    with pytest.raises(ValueError, match="multiples of 2 and 16"):
+        patchify(torch.randn(1, 8, 8, 8), freq_patch=16)
     with pytest.raises(ValueError, match=r"\(B, C, T, F\)"):
         patchify(torch.randn(8, 8, 8))
     with pytest.raises(ValueError, match="8, T, F"):
