@@ -48,7 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 # the synthesizer lives in music.py; its vocabulary is re-exported here for train and evaluate
-from music import (CLIPS_VERSION, INSTRUMENTS, MODES, TEMPOS, TEST_COMBINATIONS, TRAIN_COMBINATIONS,  # noqa: F401
+from music import (INSTRUMENTS, MODES, TEMPOS, TEST_COMBINATIONS, TRAIN_COMBINATIONS,  # noqa: F401
                    attributes_to_caption, render_clip, sample_attributes)
 
 SAMPLE_RATE = 16000
@@ -181,9 +181,8 @@ class SynthMusicDataset(torch.utils.data.Dataset):
     """Captioned synthetic music, rendered on demand (see music.py).
 
     ds[i] -> dict(audio=(round(seconds * 16000),) float32 tensor, caption=str,
-    attributes=dict(instrument, tempo, bpm, mode, drums, key, start)); "key" is the tonic's name
-    ("C" ... "B") and "start" where in its first beat the clip was cut (s), neither of which is in
-    the captions, but they let a test find the tonic's third and the beat grid.
+    attributes=dict(instrument, tempo, bpm, mode, drums, key)); "key" is the tonic's name
+    ("C" ... "B"), which is not in the captions but lets a test find the tonic's third.
     Nothing is stored: clip i is drawn from a generator seeded with (seed, split, i), so every
     epoch and every DataLoader worker sees the same clip for the same i.
     """

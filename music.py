@@ -14,10 +14,7 @@ whenever the chord changes.
 
 Rhythm. At b beats per minute an eighth note lasts 30 / b seconds. Every note starts on
 this eighth grid, so the onset rate, which is what the ear calls tempo, is proportional to b.
-Chords change every two beats so even a 2.56 s clip at 60 bpm has a chord change. A clip is
-a window of the performance that starts at a random point of its first beat (`start`), as an
-excerpt cut from a recording does: its onsets sit at k * 30 / b - start, so the beat grid has a
-different phase in every clip and a model must learn the spacing of onsets, not their place.
+Chords change every two beats so even a 2.56 s clip at 60 bpm has a chord change.
 
 Timbre. Most instruments are additive synthesis, a sum of sinusoidal partials each with its
 own decay,
@@ -77,20 +74,14 @@ TEST_COMBINATIONS = (
 )
 ALL_COMBINATIONS = tuple(itertools.product(INSTRUMENTS, TEMPOS, MODES, (False, True)))
 TRAIN_COMBINATIONS = tuple(c for c in ALL_COMBINATIONS if c not in TEST_COMBINATIONS)
-# Raised whenever clip i renders differently, so that what was computed from older clips (a run's
-# cached flow features, the evaluation's attribute classifiers) is made again, not reused.
-# 2: each clip starts at a random point of its first beat (1: on the downbeat).
-CLIPS_VERSION = 2
 
 
 def sample_attributes(combinations, rng):
-    """Pick one combination uniformly, then a bpm in its tempo range, a key, and where in its
-    first beat (60 / bpm s) the clip starts."""
+    """Pick one combination uniformly, then a bpm in its tempo range and a key."""
     instrument, tempo, mode, drums = combinations[rng.integers(len(combinations))]
     bpm = round(float(rng.uniform(*TEMPOS[tempo])), 1)
     key = NOTE_NAMES[rng.integers(len(NOTE_NAMES))]
-    start = round(float(rng.uniform(0.0, 60.0 / bpm)), 3)
-    return dict(instrument=instrument, tempo=tempo, bpm=bpm, mode=mode, drums=bool(drums), key=key, start=start)
+    return dict(instrument=instrument, tempo=tempo, bpm=bpm, mode=mode, drums=bool(drums), key=key)
 
 
 # ----------------------------------------------------------------------------- captions
@@ -363,21 +354,19 @@ def normalise_loudness(audio, rms=0.1, peak=0.99):
 
 
 def render_clip(attributes, seconds, sample_rate, rng):
-    """attributes (see sample_attributes) -> float32 waveform of round(seconds * sample_rate):
-    the window from attributes["start"] s into the performance (without one, from its downbeat)."""
+    """attributes (see sample_attributes) -> float32 waveform of round(seconds * sample_rate)."""
     music_rng, drum_rng = rng.spawn(2)  # separate streams: drums on/off leaves the music unchanged
-    skip = round(attributes.get("start", 0.0) * sample_rate)
-    n = skip + round(seconds * sample_rate)
+    n = round(seconds * sample_rate)
     mix = np.zeros(n)
     sounds = {}  # a clip repeats its pitches and lengths: synthesise each (pitch, length) once
-    for start, duration, midi, loudness in compose(attributes, n / sample_rate, music_rng):
+    for start, duration, midi, loudness in compose(attributes, seconds, music_rng):
         if (midi, duration) not in sounds:
             sounds[midi, duration] = render_note(attributes["instrument"], midi_to_hz(midi), duration,
                                                  sample_rate, music_rng)
         note = sounds[midi, duration]
         i = int(round(start * sample_rate))
         mix[i:i + len(note)] += loudness * note[:n - i]
-    mix /= max(np.sqrt(np.mean(mix[skip:] ** 2)), 1e-8)  # unit RMS where the clip is heard
+    mix /= max(np.sqrt(np.mean(mix ** 2)), 1e-8)
     if attributes["drums"]:
         mix += DRUM_LEVEL * drum_track(attributes["bpm"], n, sample_rate, drum_rng)
-    return normalise_loudness(mix[skip:]).astype(np.float32)
+    return normalise_loudness(mix).astype(np.float32)

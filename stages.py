@@ -45,7 +45,7 @@ import text
 import vae as vae_lib
 import vocoder as vocoder_lib
 from common import STAGES, autocast, describe_precision, load_checkpoint, load_stage, precision_for, save_checkpoint
-from data import CLIPS_VERSION, AudioFolderDataset, MelSpectrogram, SynthMusicDataset, save_wav
+from data import AudioFolderDataset, MelSpectrogram, SynthMusicDataset, save_wav
 from model import PRESETS, FluxMusic
 from pipeline import Pipeline
 
@@ -384,12 +384,11 @@ class FlowStage(Stage):
         return self.loss_fn(lambda z, times: model.velocity(z, times, txt, txt_mask, y), x0, noise, t)
 
     def frozen_features(self):
-        """Every training clip through the frozen VAE and text encoders, once; cached on disk, and
-        made again when the number of clips or the built-in clips themselves (music.CLIPS_VERSION) change."""
+        """Every training clip through the frozen VAE and text encoders, once; cached on disk."""
         path = os.path.join(self.context.run_dir, "flow_cache.pt")
         if os.path.exists(path):
             cache = load_checkpoint(path)
-            if cache["num_clips"] == len(self.context.train) and cache.get("clips_version") == CLIPS_VERSION:
+            if cache["num_clips"] == len(self.context.train):
                 return cache
         run = self.context.run_dir
         vae = load_stage(run, "vae", self.device)
@@ -403,8 +402,8 @@ class FlowStage(Stage):
             chunks = list(zip(ids.split(ENCODE_BATCH), mask.split(ENCODE_BATCH)))
             txt = torch.cat([t5(i, m) for i, m in chunks])
             y = torch.cat([clap.embed_text((i, m)) for i, m in chunks])
-        cache = {"num_clips": len(captions), "clips_version": CLIPS_VERSION, "latents": latents.cpu(),
-                 "txt": txt[:-1].cpu(), "txt_mask": mask[:-1].cpu(), "y": y[:-1].cpu(), "empty_txt": txt[-1].cpu(),
+        cache = {"num_clips": len(captions), "latents": latents.cpu(), "txt": txt[:-1].cpu(),
+                 "txt_mask": mask[:-1].cpu(), "y": y[:-1].cpu(), "empty_txt": txt[-1].cpu(),
                  "empty_mask": mask[-1].cpu(), "empty_y": y[-1].cpu()}
         if self.context.world.main:
             save_checkpoint(cache, path)

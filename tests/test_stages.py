@@ -12,9 +12,7 @@ import torch
 import flow
 import stages
 import train
-from common import load_checkpoint, save_checkpoint
 from conftest import run_script
-from data import CLIPS_VERSION
 from train import World
 
 
@@ -97,16 +95,6 @@ def test_flow_batches_are_a_pure_function_of_the_step(flow_stage):
     assert not torch.equal(a[1], c[1])
     x0, noise, t = a[:3]
     assert noise.shape == x0.shape and t.shape == (len(x0),) and ((t > 0) & (t < 1)).all()
-
-
-def test_a_flow_cache_of_older_clips_is_made_again(flow_stage):
-    """A run folder from before the built-in clips changed must not train on their old features."""
-    path = os.path.join(flow_stage.context.run_dir, "flow_cache.pt")
-    fresh = flow_stage.cache
-    save_checkpoint({**fresh, "clips_version": CLIPS_VERSION - 1, "latents": torch.zeros_like(fresh["latents"])}, path)
-    remade = flow_stage.frozen_features()
-    assert remade["clips_version"] == CLIPS_VERSION and torch.equal(remade["latents"], fresh["latents"])
-    assert load_checkpoint(path)["clips_version"] == CLIPS_VERSION  # and the file on disk is the new one
 
 
 # ----------------------------------------------------------------------------- the loop's files

@@ -13,11 +13,12 @@ clip's true eighth (is it the caption's pulse?), and the share of onsets on the 
     python results/tempo/lever.py theta100      # RoPE theta 10000 -> 100 (axes of 32 and 8 tokens)
     python results/tempo/lever.py time_mean1    # logit-normal mean 0 -> 1: 35% of the training t above 0.8, not 8%
     STEPS=8000 python results/tempo/lever.py recipe   # the current recipe (mean 1), a longer schedule
-    python results/tempo/lever.py random_start  # the recipe on clips that start anywhere in their first beat
 
-The arms before random_start ran before music.py cut each clip from a random point of its first
-beat (every clip then started on the downbeat), with the flow cache of runs/text_path_both; the
-random_start arm encodes the new clips itself.
+Each arm trains on the built-in clips, which start on the downbeat, with the flow cache of
+runs/text_path_both. lever_random_start.json was made by this script's random_start arm at commit
+290330a, where music.py cut each clip from a random point of its first beat (reverted after the arm
+lost tempo; README, "The beat grid"); that arm encoded those clips itself and judged them with a
+classifier trained on them.
 
 An arm of other than 5000 steps writes runs/tempo_<arm>_<steps> and lever_<arm>_<steps>.json.
 
@@ -49,7 +50,6 @@ ARMS = {  # arm -> (changes to model.PRESETS["tiny"], changes to the RunConfig)
     "theta100": ({"theta": 100}, {}),
     "time_mean1": ({}, {"time_mean": 1.0}),
     "recipe": ({}, {}),  # train.TINY as it is (mean 1 since the time_mean1 arm)
-    "random_start": ({}, {}),  # train.TINY, on the clips that start at a random point of their first beat
     # tokens of 2 latent frames x 8 or 16 frequency rows (64 or 32 tokens, not 256): an onset is
     # broadband, and one token, not eight, then decides where in its 80 ms it falls
     "freq_patch8": ({"freq_patch": 8, "in_channels": 128}, {}),
@@ -73,19 +73,19 @@ def onset_peaks(onset):
 
 
 def onsets_on_grid(mel, attributes, lead=3, tolerance=3):
-    """Share of onset peaks within `tolerance` frames of the clip's eighth-note grid k * 3000 / bpm - start,
+    """Share of onset peaks within `tolerance` frames of the clip's eighth-note grid k * 3000 / bpm,
     for the first peak after the opening note and for all later ones. The flux peaks `lead` frames
     early: the 1024-sample window reaches a note 3.2 frames before its centre does."""
     first, later, kept = [], [], []
     for clip, a in zip(mel, attributes):
-        eighth, start = 3000.0 / a["bpm"], 100.0 * a.get("start", 0.0)  # frames of 10 ms
+        eighth = 3000.0 / a["bpm"]
         peaks = [p for p in onset_peaks(F.relu(clip.diff(dim=0)).mean(1)) if p > 8]
-        near = [min(abs(p - (k * eighth - start - lead)) for k in range(1, int(len(clip) / eighth) + 4)) <= tolerance
+        near = [min(abs(p - (k * eighth - lead)) for k in range(1, int(len(clip) / eighth) + 2)) <= tolerance
                 for p in peaks]
         first += near[:1]
         later += near[1:]
         # the same with the grid through the first peak: does the clip keep the spacing its first onset
-        # sets, whatever its phase? (a model cannot know where in the beat a clip was cut)
+        # sets, whatever its phase?
         kept += [min(abs(p - peaks[0] - k * eighth) for k in range(int(len(clip) / eighth) + 2)) <= tolerance
                  for p in peaks[1:]]
     return {"first_onset_on_grid": sum(first) / max(1, len(first)),
@@ -124,13 +124,11 @@ def run(arm):
     label = arm if STEPS == 5000 else f"{arm}_{STEPS}"
     run_dir = f"runs/tempo_{label}"
     os.makedirs(run_dir, exist_ok=True)
-    for name in FROZEN:  # random_start trains its own judge, on clips that start anywhere in the beat
-        if arm == "random_start" and name.endswith("classifier.pt"):
-            continue
+    for name in FROZEN:
         if not os.path.exists(os.path.join(run_dir, name)):
             shutil.copy(os.path.join(SOURCE, name), run_dir)
-    shared = "runs/text_path_both/flow_cache.pt"  # the downbeat-aligned clips' features, for the older arms
-    if arm != "random_start" and os.path.exists(shared) and not os.path.exists(os.path.join(run_dir, "flow_cache.pt")):
+    shared = "runs/text_path_both/flow_cache.pt"  # the frozen parts' features, the same for every arm
+    if os.path.exists(shared) and not os.path.exists(os.path.join(run_dir, "flow_cache.pt")):
         shutil.copy(shared, run_dir)
     model.PRESETS["tiny"] = dataclasses.replace(model.PRESETS["tiny"], **preset_changes)
     original_save = train.save_checkpoint
