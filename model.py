@@ -4,6 +4,8 @@ Input is a VAE latent z_t of shape (B, 8, T, F) (T latent frames, F = 16 frequen
 flow time t. It is cut into 2x2 patches, each flattened to 8·2·2 = 32 numbers, giving a
 sequence of N = (T/2)·(F/2) tokens in time-major order: token n = i·(F/2) + j is the patch
 at time index i and frequency index j, and gets the position ids (0, i, j) for RoPE.
+(`freq_patch` makes a token 2 x p instead, (T/2)·(F/p) tokens of 8·2·p numbers: an experiment of
+README's "The beat grid"; every preset keeps the paper's p = 2.)
 
     tokens    = img_in(patchify(z_t))                       (B, N, H)
     text      = txt_in(c)                                    (B, L, H)   T5 features

@@ -9,7 +9,8 @@ sampling alike:
 
     both    c and y (the recipe)      c_only  y <- y("")      y_only  c <- c("")
 
-then generates the 64 held-out test captions (Euler 25, cfg 4) and judges the generated log-mels
+(every arm with the paper's logit-normal t, mean 0, the recipe when the first two arms ran) then
+generates the 64 held-out test captions (Euler 25, cfg 4) and judges the generated log-mels
 with the run's mel-domain attribute classifier. Run from the repository root:
 
     python results/text_path/ablate.py both c_only y_only
@@ -63,7 +64,7 @@ def run(arm, out):
 
     stages.FlowStage.frozen_features = frozen_features
     config = dataclasses.replace(train.TINY, flow=dataclasses.replace(train.TINY.flow, steps=STEPS),
-                                 sample_every=0, precision="fp32")
+                                 sample_every=0, precision="fp32", time_mean=0.0)  # the t of the first arms
     start = time.time()
     try:
         metrics = train.train(run_dir, config, ["flow"], progress=False)["flow"]
