@@ -43,8 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common import load_checkpoint, save_checkpoint
-from data import (CLIPS_VERSION, HOP, INSTRUMENTS, MODES, N_FFT, N_MELS, SAMPLE_RATE, TEMPOS, MelSpectrogram,
-                  SynthMusicDataset)
+from data import HOP, INSTRUMENTS, MODES, N_FFT, N_MELS, SAMPLE_RATE, TEMPOS, MelSpectrogram, SynthMusicDataset
 from vocoder import griffin_lim, mel_analyser, mel_to_linear
 
 ATTRIBUTES = {"instrument": INSTRUMENTS, "tempo": tuple(TEMPOS), "mode": MODES, "drums": (False, True)}
@@ -208,7 +207,7 @@ def load_or_train_classifier(run_dir, seconds, seed=0, num_clips=1200, steps=600
     (<run>/mel_attribute_classifier.pt), trained once if missing; returns (model, held-out accuracy)."""
     path = os.path.join(run_dir, "attribute_classifier.pt" if input == "audio" else "mel_attribute_classifier.pt")
     recipe = {"seconds": seconds, "seed": seed, "num_clips": num_clips, "steps": steps,
-              "griffin_lim_copies": input == "audio", "input": input, "clips_version": CLIPS_VERSION}
+              "griffin_lim_copies": input == "audio", "input": input}
     if os.path.exists(path):
         saved = load_checkpoint(path, made_by=f"python evaluate.py --run {run_dir}")
         if saved["recipe"] == recipe:

@@ -6,7 +6,6 @@ import torch
 
 import classifier
 from classifier import AttributeClassifier, ClassifierConfig, accuracy, chroma_matrix
-from common import load_checkpoint, save_checkpoint
 from data import MelSpectrogram
 
 
@@ -76,20 +75,3 @@ def test_a_briefly_trained_mel_classifier_beats_chance_on_held_out_clips():
     test_audio, _, test_attributes = classifier.render("test", 32, 1.28, 0)
     held_out = accuracy(model.posteriors(classifier.log_mels(test_audio)), test_attributes)
     assert held_out["drums"] > 0.8 and held_out["instrument"] > 2 * classifier.CHANCE["instrument"]
-
-
-def test_a_saved_classifier_is_reused_only_for_the_same_recipe_and_clips(tmp_path):
-    """evaluate.py keeps the run's classifier between calls, but one trained on clips that have since
-    changed (music.CLIPS_VERSION) would judge the new clips by the old ones: it is trained again."""
-    logged = []
-    train = lambda: classifier.load_or_train_classifier(str(tmp_path), 1.28, 0, num_clips=8, steps=2,
-                                                        log=logged.append, input="mel")
-    train()
-    train()
-    assert len(logged) == 1  # the second call loaded the first one's file
-    path = tmp_path / "mel_attribute_classifier.pt"
-    saved = load_checkpoint(str(path))
-    save_checkpoint({**saved, "recipe": {**saved["recipe"], "clips_version": saved["recipe"]["clips_version"] - 1}},
-                    str(path))
-    train()
-    assert len(logged) == 2 and load_checkpoint(str(path))["recipe"]["clips_version"] == classifier.CLIPS_VERSION
