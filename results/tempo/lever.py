@@ -13,6 +13,7 @@ clip's true eighth (is it the caption's pulse?), and the share of onsets on the 
     python results/tempo/lever.py theta100      # RoPE theta 10000 -> 100 (axes of 32 and 8 tokens)
     python results/tempo/lever.py time_mean1    # logit-normal mean 0 -> 1: 35% of the training t above 0.8, not 8%
     STEPS=8000 python results/tempo/lever.py recipe   # the current recipe (mean 1), a longer schedule
+    python results/tempo/lever.py freq_patch8   # tokens of 2 x 8 latent cells: 64 music tokens, not 256
 
 Each arm trains on the built-in clips, which start on the downbeat, with the flow cache of
 runs/text_path_both. lever_random_start.json was made by this script's random_start arm at commit
@@ -22,8 +23,8 @@ classifier trained on them.
 
 An arm of other than 5000 steps writes runs/tempo_<arm>_<steps> and lever_<arm>_<steps>.json.
 
-The theta100 arm was stopped after 2000 steps (no better than the recipe there) and its snapshots
-judged with JUDGE_ONLY=1.
+The theta100 and freq_patch8 arms were stopped after 2000 steps (worse than the recipe there) and
+their snapshots judged with JUDGE_ONLY=1.
 """
 import dataclasses
 import json
