@@ -23,7 +23,7 @@ classifier trained on them.
 
 An arm of other than 5000 steps writes runs/tempo_<arm>_<steps> and lever_<arm>_<steps>.json.
 
-The theta100 and freq_patch8 arms were stopped after 2000 steps (worse than the recipe there) and
+The theta100 and freq_patch8 arms were stopped after 2000 steps (no better than the recipe there) and
 their snapshots judged with JUDGE_ONLY=1.
 """
 import dataclasses
