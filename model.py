@@ -44,7 +44,7 @@ import torch.nn as nn
 from blocks import (TIME_EMBED_DIM, DoubleStreamBlock, EmbedND, LastLayer, MLPEmbedder,
                     SingleStreamBlock, timestep_embedding)
 
-PATCH = 2  # latent frames per token (time); the paper also takes 2 frequency rows (freq_patch)
+PATCH = 2  # the paper's 2x2 patches: latent frames per token, and the default frequency rows (freq_patch)
 
 
 @dataclass
@@ -60,7 +60,7 @@ class FluxMusicConfig:
     axes_dim: list = field(default_factory=lambda: [8, 12, 12])  # RoPE channels per id axis
     theta: int = 10000
     qkv_bias: bool = True
-    freq_patch: int = 2              # frequency rows per token: 2 in the paper (2x2 patches)
+    freq_patch: int = PATCH          # frequency rows per token (the paper: 2, square patches)
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -94,7 +94,7 @@ PRESETS = {
 
 # ----------------------------------------------------------------------------- patches and ids
 
-def patchify(latent, freq_patch=2):
+def patchify(latent, freq_patch=PATCH):
     """(B, C, T, F) latent -> (B, (T/2)*(F/p), C*2*p) tokens of 2 x p patches (p = freq_patch),
     time-major, channels ordered (c, dt, df)."""
     if latent.ndim != 4:
@@ -107,7 +107,7 @@ def patchify(latent, freq_patch=2):
     return x.permute(0, 2, 4, 1, 3, 5).reshape(b, (t // PATCH) * (f // freq_patch), c * PATCH * freq_patch)
 
 
-def unpatchify(tokens, T, F, freq_patch=2):
+def unpatchify(tokens, T, F, freq_patch=PATCH):
     """Inverse of patchify: (B, (T/2)*(F/p), C*2*p) -> (B, C, T, F)."""
     b, n, d = tokens.shape
     if n != (T // PATCH) * (F // freq_patch) or d % (PATCH * freq_patch) or T % PATCH or F % freq_patch:
@@ -117,7 +117,7 @@ def unpatchify(tokens, T, F, freq_patch=2):
     return x.permute(0, 3, 1, 4, 2, 5).reshape(b, c, T, F)
 
 
-def make_img_ids(batch, T, F, device=None, freq_patch=2):
+def make_img_ids(batch, T, F, device=None, freq_patch=PATCH):
     """Position ids (B, (T/2)*(F/p), 3) = (0, time-patch index, freq-patch index), time-major."""
     time_index, freq_index = torch.meshgrid(torch.arange(T // PATCH, device=device),
                                             torch.arange(F // freq_patch, device=device), indexing="ij")

@@ -15,6 +15,7 @@ import torch
 
 sys.path.insert(0, os.getcwd())
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import flow  # noqa: E402
 import lever  # noqa: E402
 from classifier import log_mels  # noqa: E402
 from data import SynthMusicDataset  # noqa: E402
@@ -25,9 +26,8 @@ CLIPS = 128
 
 def velocity_loss(model, x0, txt, txt_mask, y):
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(1))
-    t = torch.linspace(0.02, 0.98, len(x0))[:, None, None, None]
-    v = model.velocity((1 - t) * x0 + t * noise, t.flatten(), txt, txt_mask, y)
-    return (v - (noise - x0)).square().mean().item()
+    return flow.rectified_flow_loss(lambda z, t: model.velocity(z, t, txt, txt_mask, y), x0, noise,
+                                    torch.linspace(0.02, 0.98, len(x0))).item()
 
 
 def main(run_dir):

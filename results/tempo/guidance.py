@@ -26,15 +26,11 @@ ARMS = {  # name -> (scale where t > SPLIT, scale where t <= SPLIT)
 SPLIT = 0.6
 
 
-def guided_by_time(high, low):
-    """flow.guided_velocity_fn with the scale chosen per step from t."""
+def guided_by_time(guided_velocity_fn, high, low):
+    """flow.guided_velocity_fn with the scale chosen per step from t (the pipeline's own scale ignored)."""
     def make(model_fn, cond, uncond, scale):
-        both = flow._stack_conditions(cond, uncond)
-
-        def velocity_fn(z, t):
-            v_cond, v_uncond = model_fn(torch.cat([z, z]), torch.cat([t, t]), both).chunk(2)
-            return flow.cfg_velocity(v_cond, v_uncond, high if t[0].item() > SPLIT else low)
-        return velocity_fn
+        above, below = (guided_velocity_fn(model_fn, cond, uncond, s) for s in (high, low))
+        return lambda z, t: (above if t[0].item() > SPLIT else below)(z, t)
     return make
 
 
@@ -50,7 +46,7 @@ def main():
            "rows": []}
     original = flow.guided_velocity_fn
     for name, (high, low) in ARMS.items():
-        flow.guided_velocity_fn = guided_by_time(high, low)
+        flow.guided_velocity_fn = guided_by_time(original, high, low)
         row = {"guidance": name, **lever.judge(pipe, classifier, checkpoint, captions, attributes, real_embedding)}
         flow.guided_velocity_fn = original
         out["rows"].append(row)

@@ -51,10 +51,9 @@ ARMS = {  # arm -> (changes to model.PRESETS["tiny"], changes to the RunConfig)
     "theta100": ({"theta": 100}, {}),
     "time_mean1": ({}, {"time_mean": 1.0}),
     "recipe": ({}, {}),  # train.TINY as it is (mean 1 since the time_mean1 arm)
-    # tokens of 2 latent frames x 8 or 16 frequency rows (64 or 32 tokens, not 256): an onset is
-    # broadband, and one token, not eight, then decides where in its 80 ms it falls
+    # tokens of 2 latent frames x 8 frequency rows (64 tokens, not 256): an onset is broadband,
+    # and two tokens at a time, not eight, then decide where in its 80 ms it falls
     "freq_patch8": ({"freq_patch": 8, "in_channels": 128}, {}),
-    "freq_patch16": ({"freq_patch": 16, "in_channels": 256}, {}),
 }
 
 
