@@ -54,9 +54,10 @@ import stages
 from common import MODEL_CLASSES, STAGES, CheckpointError, checkpoint_dict, default_run, native_bf16, pick_device
 from common import autocast as precision_autocast  # train_step_bench's flag is called autocast
 from common import save_checkpoint, stage_path
-from data import CLIP_SECONDS, save_wav
-from model import PRESETS, FluxMusic
+from data import CLIP_SECONDS, N_MELS, save_wav
+from model import PATCH, PRESETS, FluxMusic
 from pipeline import DEFAULT_CFG, DEFAULT_STEPS, Pipeline, frames_for
+from vae import VAEConfig
 
 # text tokens of a training sample (a caption is ~64 bytes); its music is a CLIP_SECONDS clip, 256 tokens
 TEXT_TOKENS = 64
@@ -117,9 +118,13 @@ def model_flops(config, n_img, n_txt):
     return blocks * per_block + projections + vectors
 
 
-def tokens_for(seconds):
-    """Music tokens of a clip: (frames / 4 / 2) time patches x (16 / 2) frequency patches."""
-    return frames_for(seconds) // 8 * 8
+DOWNSAMPLE = VAEConfig().downsample  # the VAE halves frames and mel bins twice: 8 x T/4 x 16 latents
+LATENT_FREQ = N_MELS // DOWNSAMPLE
+
+
+def tokens_for(seconds, freq_patch=PATCH):
+    """Music tokens of a clip: (frames / 4 / 2) time patches x (16 / freq_patch) frequency patches."""
+    return frames_for(seconds) // DOWNSAMPLE // PATCH * (LATENT_FREQ // freq_patch)
 
 
 # ----------------------------------------------------------------------------- the benchmarks
@@ -127,7 +132,8 @@ def tokens_for(seconds):
 def flow_batch(config, batch, seconds, device):
     """A random training batch of the right shapes: latents, noise, times and text."""
     frames = frames_for(seconds)
-    x0 = torch.randn(batch, config.in_channels // 4, frames // 4, 16, device=device)
+    channels = config.in_channels // (PATCH * config.freq_patch)
+    x0 = torch.randn(batch, channels, frames // DOWNSAMPLE, LATENT_FREQ, device=device)
     txt = torch.randn(batch, TEXT_TOKENS, config.context_in_dim, device=device)
     mask = torch.ones(batch, TEXT_TOKENS, dtype=torch.bool, device=device)
     y = torch.randn(batch, config.vec_in_dim, device=device)
@@ -156,7 +162,7 @@ def train_step_bench(preset, device, batch, repeats=3, autocast=False, compile=F
     sync(device)
     first = time.perf_counter() - start
     seconds = seconds_per_call(step, device, repeats, warmup=1)
-    n_img = tokens_for(CLIP_SECONDS)
+    n_img = tokens_for(CLIP_SECONDS, config.freq_patch)
     flops = 3 * model_flops(config, n_img, TEXT_TOKENS) * batch
     result = {"batch": batch, "step_ms": 1000 * seconds, "samples_per_s": batch / seconds,
               "tokens_per_s": batch * (n_img + TEXT_TOKENS) / seconds, "gflops": flops / seconds / 1e9,
@@ -178,7 +184,7 @@ def attention_bench(preset, device, batch, seconds, repeats=5):
     """Forward + backward of one attention call at a preset's head shape: fused vs explicit."""
     config = PRESETS[preset]
     heads, head_dim = config.num_heads, config.hidden_size // config.num_heads
-    n = tokens_for(seconds) + TEXT_TOKENS
+    n = tokens_for(seconds, config.freq_patch) + TEXT_TOKENS
     q, k, v = (torch.randn(batch, heads, n, head_dim, device=device, requires_grad=True) for _ in range(3))
     mask = torch.ones(batch, 1, 1, n, dtype=torch.bool, device=device)
 

@@ -163,13 +163,16 @@ def optimise(loss, model, optimizer, max_norm=1.0):
     return loss.item()
 
 
-def learning_rate_factor(step, steps, warmup_fraction=0.05, floor=0.1):
-    """Linear warm-up (Adam's early moment estimates are noisy), then cosine decay to 10%.
-    A pure function of the step, so a resumed run follows the same schedule."""
+def learning_rate_factor(step, steps, warmup_fraction=0.05, floor=0.1, decay_fraction=1.0):
+    """Linear warm-up (Adam's early moment estimates are noisy), hold the peak, then a cosine decay
+    to `floor` over the last `decay_fraction` of the steps. decay_fraction 1 is the plain cosine
+    schedule (decay starts right after the warm-up); 0.2 is "warm-up, stable, decay" (Hägele et al.
+    2024). A pure function of the step, so a resumed run follows the same schedule."""
     warmup = max(1, int(steps * warmup_fraction))
     if step < warmup:
         return (step + 1) / warmup
-    progress = (step - warmup) / max(1, steps - warmup)
+    decay_start = max(warmup, steps - int(steps * decay_fraction))
+    progress = max(0, step - decay_start) / max(1, steps - decay_start)
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -216,7 +219,7 @@ class Stage:
         return torch.optim.AdamW(module.parameters(), lr=self.size.lr, betas=betas, weight_decay=weight_decay)
 
     def learning_rate(self, step):
-        return self.size.lr * learning_rate_factor(step, self.size.steps)
+        return self.size.lr * learning_rate_factor(step, self.size.steps, decay_fraction=self.size.lr_decay)
 
     def rng(self, step):
         """The step's random number generator (see Context.step_generator)."""

@@ -14,6 +14,7 @@ clip's true eighth (is it the caption's pulse?), and the share of onsets on the 
     python results/tempo/lever.py time_mean1    # logit-normal mean 0 -> 1: 35% of the training t above 0.8, not 8%
     STEPS=8000 python results/tempo/lever.py recipe   # the current recipe (mean 1), a longer schedule
     python results/tempo/lever.py freq_patch8   # tokens of 2 x 8 latent cells: 64 music tokens, not 256
+    python results/tempo/lever.py lr_decay20    # peak learning rate held to 80% of the steps, then cosine
 
 Each arm trains on the built-in clips, which start on the downbeat, with the flow cache of
 runs/text_path_both. lever_random_start.json was made by this script's random_start arm at commit
@@ -54,6 +55,9 @@ ARMS = {  # arm -> (changes to model.PRESETS["tiny"], changes to the RunConfig)
     # tokens of 2 latent frames x 8 frequency rows (64 tokens, not 256): an onset is broadband,
     # and two tokens at a time, not eight, then decide where in its 80 ms it falls
     "freq_patch8": ({"freq_patch": 8, "in_channels": 128}, {}),
+    # hold the peak learning rate until the last 20% of the steps, then decay (the 8000-step schedule,
+    # whose rate at every step is higher, was ahead of the 5000-step one at every snapshot from 2000 on)
+    "lr_decay20": ({}, {"flow": {"lr_decay": 0.2}}),
 }
 
 
@@ -110,10 +114,11 @@ def flow_model(checkpoint):
     return model.eval()
 
 
-def judge(pipe, classifier, checkpoint, captions, attributes, real_embedding):
+def judge(pipe, classifier, checkpoint, captions, attributes, real_embedding, seed=0):
     pipe.flow_model = flow_model(checkpoint)
-    mels = torch.cat([pipe.vae.decode(pipe.generate_latents(captions[s:s + 16], seconds=2.56, steps=25, seed=s))
-                      for s in range(0, 64, 16)])
+    mels = torch.cat([pipe.vae.decode(pipe.generate_latents(captions[s:s + 16], seconds=2.56, steps=25,
+                                                            seed=seed + s))
+                      for s in range(0, len(captions), 16)])
     return {"attribute_accuracy_on_mel": accuracy(classifier.posteriors(mels), attributes),
             "fad_clap_mel": embedding_frechet_distance(real_embedding, pipe.clap.embed_audio(mels)),
             "beat_grid": beat_grid(mels, attributes)}
@@ -139,8 +144,9 @@ def run(arm):
             shutil.copy(path, os.path.join(run_dir, f"flow_step{checkpoint['step']}.pt"))
 
     train.save_checkpoint = save_and_snapshot
-    config = dataclasses.replace(train.TINY, flow=dataclasses.replace(train.TINY.flow, steps=STEPS),
-                                 sample_every=0, **config_changes)
+    changes = dict(config_changes)  # "flow" holds changes to the flow stage's StageSize
+    flow_size = dataclasses.replace(train.TINY.flow, steps=STEPS, **changes.pop("flow", {}))
+    config = dataclasses.replace(train.TINY, flow=flow_size, sample_every=0, **changes)
     # a finished run is only judged; JUDGE_ONLY=1 judges the snapshots of an arm stopped early
     metrics = {} if os.environ.get("JUDGE_ONLY") else train.train(run_dir, config, ["flow"], progress=False)["flow"]
 
