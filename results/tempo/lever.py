@@ -114,10 +114,9 @@ def flow_model(checkpoint):
     return model.eval()
 
 
-def judge(pipe, classifier, checkpoint, captions, attributes, real_embedding, seed=0):
+def judge(pipe, classifier, checkpoint, captions, attributes, real_embedding):
     pipe.flow_model = flow_model(checkpoint)
-    mels = torch.cat([pipe.vae.decode(pipe.generate_latents(captions[s:s + 16], seconds=2.56, steps=25,
-                                                            seed=seed + s))
+    mels = torch.cat([pipe.vae.decode(pipe.generate_latents(captions[s:s + 16], seconds=2.56, steps=25, seed=s))
                       for s in range(0, len(captions), 16)])
     return {"attribute_accuracy_on_mel": accuracy(classifier.posteriors(mels), attributes),
             "fad_clap_mel": embedding_frechet_distance(real_embedding, pipe.clap.embed_audio(mels)),
