@@ -61,6 +61,8 @@ from vae import VAEConfig
 
 # text tokens of a training sample (a caption is ~64 bytes); its music is a CLIP_SECONDS clip, 256 tokens
 TEXT_TOKENS = 64
+DOWNSAMPLE = VAEConfig().downsample  # the VAE halves frames and mel bins twice: 8 x T/4 x 16 latents
+LATENT_FREQ = N_MELS // DOWNSAMPLE
 
 
 # ----------------------------------------------------------------------------- timing and memory
@@ -116,10 +118,6 @@ def model_flops(config, n_img, n_txt):
     vectors = 2 * (TIME_EMBED_DIM * h + h * h) + 2 * (config.vec_in_dim * h + h * h) + \
         2 * h * h * (12 * config.depth + 3 * config.depth_single_blocks + 2)
     return blocks * per_block + projections + vectors
-
-
-DOWNSAMPLE = VAEConfig().downsample  # the VAE halves frames and mel bins twice: 8 x T/4 x 16 latents
-LATENT_FREQ = N_MELS // DOWNSAMPLE
 
 
 def tokens_for(seconds, freq_patch=PATCH):

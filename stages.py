@@ -283,7 +283,7 @@ class VocoderStage(Stage):
         """Cosine over the reconstruction warm-up at `lr`, then HiFi-GAN's gentler constant GAN rate."""
         warmup = self.run_config.vocoder_warmup
         if step < warmup:
-            return self.size.lr * learning_rate_factor(step, warmup)
+            return self.size.lr * learning_rate_factor(step, warmup, decay_fraction=self.size.lr_decay)
         return self.run_config.vocoder_gan_lr
 
     def train_step(self, step):
