@@ -15,6 +15,7 @@ clip's true eighth (is it the caption's pulse?), and the share of onsets on the 
     STEPS=8000 python results/tempo/lever.py recipe   # the current recipe (mean 1), a longer schedule
     python results/tempo/lever.py freq_patch8   # tokens of 2 x 8 latent cells: 64 music tokens, not 256
     python results/tempo/lever.py lr_decay20    # peak learning rate held to 80% of the steps, then cosine
+    STEPS=2500 SNAPSHOT_EVERY=500 python results/tempo/lever.py depth4   # 4 + 4 blocks, the recipe's CPU time
 
 Each arm trains on the built-in clips, which start on the downbeat, with the flow cache of
 runs/text_path_both. lever_random_start.json was made by this script's random_start arm at commit
@@ -45,7 +46,8 @@ from evaluate import embedding_frechet_distance  # noqa: E402
 from pipeline import Pipeline  # noqa: E402
 
 STEPS = int(os.environ.get("STEPS", 5000))
-SNAPSHOTS = tuple(range(1000, STEPS + 1, 1000))
+EVERY = int(os.environ.get("SNAPSHOT_EVERY", 1000))
+SNAPSHOTS = tuple(sorted(set(range(EVERY, STEPS + 1, EVERY)) | {STEPS}))  # the finished model always
 SOURCE = "pretrained/tiny"
 FROZEN = ("vae.pt", "vocoder.pt", "clap.pt", "t5.pt", "mel_attribute_classifier.pt")
 ARMS = {  # arm -> (changes to model.PRESETS["tiny"], changes to the RunConfig)
@@ -58,6 +60,9 @@ ARMS = {  # arm -> (changes to model.PRESETS["tiny"], changes to the RunConfig)
     # hold the peak learning rate until the last 20% of the steps, then decay (the 8000-step schedule,
     # whose rate at every step is higher, was ahead of the 5000-step one at every snapshot from 2000 on)
     "lr_decay20": ({}, {"flow": {"lr_decay": 0.2}}),
+    # twice the blocks (4 double + 4 single): a step costs twice as much, so run at half the steps
+    # (STEPS=2500) it is the same CPU time as the recipe's 5000; can deeper attention relate onsets?
+    "depth4": ({"depth": 4, "depth_single_blocks": 4}, {"save_every": 100}),  # snapshots at 500s
 }
 
 
@@ -114,9 +119,11 @@ def flow_model(checkpoint):
     return model.eval()
 
 
-def judge(pipe, classifier, checkpoint, captions, attributes, real_embedding):
+def judge(pipe, classifier, checkpoint, captions, attributes, real_embedding, noise_seed=0):
+    """Generate one clip per caption (batches of 16, batch s drawn with seed noise_seed + s) and score them."""
     pipe.flow_model = flow_model(checkpoint)
-    mels = torch.cat([pipe.vae.decode(pipe.generate_latents(captions[s:s + 16], seconds=2.56, steps=25, seed=s))
+    mels = torch.cat([pipe.vae.decode(pipe.generate_latents(captions[s:s + 16], seconds=2.56, steps=25,
+                                                            seed=noise_seed + s))
                       for s in range(0, len(captions), 16)])
     return {"attribute_accuracy_on_mel": accuracy(classifier.posteriors(mels), attributes),
             "fad_clap_mel": embedding_frechet_distance(real_embedding, pipe.clap.embed_audio(mels)),
@@ -146,6 +153,8 @@ def run(arm):
     changes = dict(config_changes)  # "flow" holds changes to the flow stage's StageSize
     flow_size = dataclasses.replace(train.TINY.flow, steps=STEPS, **changes.pop("flow", {}))
     config = dataclasses.replace(train.TINY, flow=flow_size, sample_every=0, **changes)
+    if any(step % config.save_every for step in SNAPSHOTS):
+        sys.exit(f"SNAPSHOT_EVERY={EVERY} and STEPS={STEPS} must be multiples of save_every={config.save_every}")
     # a finished run is only judged; JUDGE_ONLY=1 judges the snapshots of an arm stopped early
     metrics = {} if os.environ.get("JUDGE_ONLY") else train.train(run_dir, config, ["flow"], progress=False)["flow"]
 

@@ -1,0 +1,66 @@
+"""How results/tempo/rejudge.json was made (a one-off record, not part of the project's CLIs).
+
+lever.py judges each snapshot on 64 held-out captions with one noise seed: ±0.06 on an accuracy,
+±0.09 on a difference of two. To tell learning-rate schedules apart, this judges the finished
+flow stages (and the 8000-step schedule at its 5000th step) again on 256 held-out clips, each with
+two noise seeds (512 generations), otherwise exactly like lever.judge (Euler 25, cfg 4, the shipped
+mel-domain classifier, FAD between CLAP audio embeddings of real and generated log-mels, the beat
+grid).
+
+    python results/tempo/rejudge.py    # after lever.py time_mean1, lr_decay20 and STEPS=8000 lever.py recipe
+"""
+import json
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.getcwd())
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from classifier import accuracy, load_or_train_classifier, log_mels, render  # noqa: E402
+from evaluate import embedding_frechet_distance  # noqa: E402
+from lever import SOURCE, beat_grid, judge  # noqa: E402
+from pipeline import Pipeline  # noqa: E402
+
+NUM_CLIPS, NOISE_SEEDS = 256, (0, 100_000)
+FLOW_STAGES = {  # label -> checkpoint
+    "cosine over 5000 steps (the recipe)": "runs/tempo_time_mean1/flow.pt",
+    "cosine over 8000 steps, its 5000th step": "runs/tempo_recipe_8000/flow_step5000.pt",
+    "cosine over 8000 steps, finished": "runs/tempo_recipe_8000/flow.pt",
+    "peak to 4000, cosine over the last 1000 (lr_decay 0.2)": "runs/tempo_lr_decay20/flow.pt",
+}
+
+
+def mean_of(rows):
+    """The mean of nested dicts of numbers."""
+    if isinstance(rows[0], dict):
+        return {k: mean_of([r[k] for r in rows]) for k in rows[0]}
+    return sum(rows) / len(rows)
+
+
+@torch.no_grad()
+def main():
+    pipe = Pipeline(SOURCE, "cpu", use_vocoder=False)
+    classifier, _ = load_or_train_classifier(SOURCE, 2.56, 0, 1200, 600, "cpu", print, input="mel")
+    audio, captions, attributes = render("test", NUM_CLIPS, 2.56, 0)
+    real = log_mels(audio)
+    real_embedding = pipe.clap.embed_audio(real)
+    out = {"num_clips": NUM_CLIPS, "noise_seeds": NOISE_SEEDS,
+           "real": {"attribute_accuracy_on_mel": accuracy(classifier.posteriors(real), attributes),
+                    "beat_grid": beat_grid(real, attributes)}, "flow_stages": {}}
+    for label, path in FLOW_STAGES.items():
+        if not os.path.exists(path):
+            print("missing", path)
+            continue
+        checkpoint = torch.load(path, weights_only=True)
+        rows = [judge(pipe, classifier, checkpoint, captions, attributes, real_embedding, seed)
+                for seed in NOISE_SEEDS]
+        out["flow_stages"][label] = {"checkpoint": path, "step": checkpoint["step"], **mean_of(rows),
+                                     "per_seed": rows}
+        print(label, json.dumps(mean_of(rows)), flush=True)
+    with open("results/tempo/rejudge.json", "w") as f:
+        json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
