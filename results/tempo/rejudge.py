@@ -7,7 +7,9 @@ two noise seeds (512 generations), otherwise exactly like lever.judge (Euler 25,
 mel-domain classifier, FAD between CLAP audio embeddings of real and generated log-mels, the beat
 grid).
 
-    python results/tempo/rejudge.py    # after lever.py time_mean1, lr_decay20 and STEPS=8000 lever.py recipe
+    python results/tempo/rejudge.py    # after the lever.py arms named in FLOW_STAGES
+
+A stage already in rejudge.json is kept, not judged again, so a stage added later costs only itself.
 """
 import json
 import os
@@ -28,7 +30,9 @@ FLOW_STAGES = {  # label -> checkpoint
     "cosine over 8000 steps, its 5000th step": "runs/tempo_recipe_8000/flow_step5000.pt",
     "cosine over 8000 steps, finished": "runs/tempo_recipe_8000/flow.pt",
     "peak to 4000, cosine over the last 1000 (lr_decay 0.2)": "runs/tempo_lr_decay20/flow.pt",
+    "4 + 4 blocks, cosine over 2500 steps (the recipe's CPU time)": "runs/tempo_depth4_2500/flow.pt",
 }
+OUT = "results/tempo/rejudge.json"
 
 
 def mean_of(rows):
@@ -48,7 +52,11 @@ def main():
     out = {"num_clips": NUM_CLIPS, "noise_seeds": NOISE_SEEDS,
            "real": {"attribute_accuracy_on_mel": accuracy(classifier.posteriors(real), attributes),
                     "beat_grid": beat_grid(real, attributes)}, "flow_stages": {}}
+    if os.path.exists(OUT):
+        out["flow_stages"] = json.load(open(OUT))["flow_stages"]
     for label, path in FLOW_STAGES.items():
+        if label in out["flow_stages"]:
+            continue
         if not os.path.exists(path):
             print("missing", path)
             continue
@@ -58,8 +66,8 @@ def main():
         out["flow_stages"][label] = {"checkpoint": path, "step": checkpoint["step"], **mean_of(rows),
                                      "per_seed": rows}
         print(label, json.dumps(mean_of(rows)), flush=True)
-    with open("results/tempo/rejudge.json", "w") as f:
-        json.dump(out, f, indent=1)
+        with open(OUT, "w") as f:  # after every stage, so a stopped run keeps what it judged
+            json.dump(out, f, indent=1)
 
 
 if __name__ == "__main__":
