@@ -1,8 +1,8 @@
 """How results/tempo/rejudge.json was made (a one-off record, not part of the project's CLIs).
 
 lever.py judges each snapshot on 64 held-out captions with one noise seed: ±0.06 on an accuracy,
-±0.09 on a difference of two. To tell learning-rate schedules apart, this judges the finished
-flow stages (and the 8000-step schedule at its 5000th step) again on 256 held-out clips, each with
+±0.09 on a difference of two. To tell the schedules and the deeper model apart, this judges the
+finished flow stages (and the 8000-step schedule at its 5000th step) again on 256 held-out clips, each with
 two noise seeds (512 generations), otherwise exactly like lever.judge (Euler 25, cfg 4, the shipped
 mel-domain classifier, FAD between CLAP audio embeddings of real and generated log-mels, the beat
 grid).
