@@ -16,8 +16,6 @@ sys.path.insert(0, os.getcwd())
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import flow  # noqa: E402
 import lever  # noqa: E402
-from classifier import load_or_train_classifier, log_mels, render  # noqa: E402
-from pipeline import Pipeline  # noqa: E402
 
 ARMS = {  # name -> (scale where t > SPLIT, scale where t <= SPLIT)
     "cfg 4": (4, 4), "cfg 7": (7, 7), "cfg 10": (10, 10),
@@ -36,11 +34,7 @@ def guided_by_time(guided_velocity_fn, high, low):
 
 def main():
     torch.set_grad_enabled(False)
-    pipe = Pipeline("pretrained/tiny", "cpu", use_vocoder=False)
-    classifier, _ = load_or_train_classifier("pretrained/tiny", 2.56, 0, 1200, 600, "cpu", print, input="mel")
-    audio, captions, attributes = render("test", 64, 2.56, 0)
-    real = log_mels(audio)
-    real_embedding = pipe.clap.embed_audio(real)
+    pipe, classifier, captions, attributes, real, real_embedding = lever.judging_set(64)
     checkpoint = torch.load("pretrained/tiny/flow.pt", weights_only=True)
     out = {"checkpoint": "pretrained/tiny/flow.pt", "split_t": SPLIT, "real_beat_grid": lever.beat_grid(real, attributes),
            "rows": []}

@@ -119,6 +119,17 @@ def flow_model(checkpoint):
     return model.eval()
 
 
+def judging_set(num_clips, classifier_dir=SOURCE):
+    """What judge() needs: the frozen parts of SOURCE (judge swaps in each flow model), the mel-domain
+    classifier, and the first num_clips held-out test clips as captions, attributes, log-mels and
+    CLAP audio embeddings."""
+    pipe = Pipeline(SOURCE, "cpu", use_vocoder=False)
+    classifier, _ = load_or_train_classifier(classifier_dir, 2.56, 0, 1200, 600, "cpu", print, input="mel")
+    audio, captions, attributes = render("test", num_clips, 2.56, 0)
+    real = log_mels(audio)
+    return pipe, classifier, captions, attributes, real, pipe.clap.embed_audio(real)
+
+
 def judge(pipe, classifier, checkpoint, captions, attributes, real_embedding, noise_seed=0):
     """Generate one clip per caption (batches of 16, batch s drawn with seed noise_seed + s) and score them."""
     pipe.flow_model = flow_model(checkpoint)
@@ -153,20 +164,16 @@ def run(arm):
     changes = dict(config_changes)  # "flow" holds changes to the flow stage's StageSize
     flow_size = dataclasses.replace(train.TINY.flow, steps=STEPS, **changes.pop("flow", {}))
     config = dataclasses.replace(train.TINY, flow=flow_size, sample_every=0, **changes)
-    if any(step % config.save_every for step in SNAPSHOTS):
-        sys.exit(f"SNAPSHOT_EVERY={EVERY} and STEPS={STEPS} must be multiples of save_every={config.save_every}")
+    if any(step % config.save_every for step in SNAPSHOTS if step < STEPS):  # the finished one is flow.pt
+        sys.exit(f"SNAPSHOT_EVERY={EVERY} must be a multiple of save_every={config.save_every}")
     # a finished run is only judged; JUDGE_ONLY=1 judges the snapshots of an arm stopped early
     metrics = {} if os.environ.get("JUDGE_ONLY") else train.train(run_dir, config, ["flow"], progress=False)["flow"]
 
     torch.set_grad_enabled(False)
-    pipe = Pipeline(SOURCE, "cpu", use_vocoder=False)  # the frozen parts; judge() swaps in each flow snapshot
-    classifier, _ = load_or_train_classifier(run_dir, 2.56, 0, 1200, 600, "cpu", print, input="mel")
-    audio, captions, attributes = render("test", 64, 2.56, 0)
-    real = log_mels(audio)
+    pipe, classifier, captions, attributes, real, real_embedding = judging_set(64, run_dir)
     out = {"arm": arm, "steps": STEPS, "preset_changes": preset_changes, "config_changes": config_changes,
            "train_seconds": metrics.get("train_seconds"), "val_flow_loss": metrics.get("val_flow_loss"),
            "real_beat_grid": beat_grid(real, attributes), "rows": []}
-    real_embedding = pipe.clap.embed_audio(real)
     for step in SNAPSHOTS:
         path = os.path.join(run_dir, "flow.pt" if step == STEPS else f"flow_step{step}.pt")
         if not os.path.exists(path) or (step == STEPS and not torch.load(path, weights_only=True)["done"]):

@@ -19,10 +19,8 @@ import torch
 
 sys.path.insert(0, os.getcwd())
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from classifier import accuracy, load_or_train_classifier, log_mels, render  # noqa: E402
-from evaluate import embedding_frechet_distance  # noqa: E402
-from lever import SOURCE, beat_grid, judge  # noqa: E402
-from pipeline import Pipeline  # noqa: E402
+from classifier import accuracy  # noqa: E402
+from lever import beat_grid, judge, judging_set  # noqa: E402
 
 NUM_CLIPS, NOISE_SEEDS = 256, (0, 100_000)
 FLOW_STAGES = {  # label -> checkpoint
@@ -44,11 +42,7 @@ def mean_of(rows):
 
 @torch.no_grad()
 def main():
-    pipe = Pipeline(SOURCE, "cpu", use_vocoder=False)
-    classifier, _ = load_or_train_classifier(SOURCE, 2.56, 0, 1200, 600, "cpu", print, input="mel")
-    audio, captions, attributes = render("test", NUM_CLIPS, 2.56, 0)
-    real = log_mels(audio)
-    real_embedding = pipe.clap.embed_audio(real)
+    pipe, classifier, captions, attributes, real, real_embedding = judging_set(NUM_CLIPS)
     out = {"num_clips": NUM_CLIPS, "noise_seeds": NOISE_SEEDS,
            "real": {"attribute_accuracy_on_mel": accuracy(classifier.posteriors(real), attributes),
                     "beat_grid": beat_grid(real, attributes)}, "flow_stages": {}}
