@@ -61,6 +61,7 @@ class FluxMusicConfig:
     theta: int = 10000
     qkv_bias: bool = True
     freq_patch: int = PATCH          # frequency rows per token (the paper: 2, square patches)
+    time_id_scale: float = 1.0       # RoPE time id of time patch i is i * this (the paper: 1)
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -117,10 +118,10 @@ def unpatchify(tokens, T, F, freq_patch=PATCH):
     return x.permute(0, 3, 1, 4, 2, 5).reshape(b, c, T, F)
 
 
-def make_img_ids(batch, T, F, device=None, freq_patch=PATCH):
-    """Position ids (B, (T/2)*(F/p), 3) = (0, time-patch index, freq-patch index), time-major."""
-    time_index, freq_index = torch.meshgrid(torch.arange(T // PATCH, device=device),
-                                            torch.arange(F // freq_patch, device=device), indexing="ij")
+def make_img_ids(batch, T, F, device=None, freq_patch=PATCH, time_scale=1.0):
+    """Position ids (B, (T/2)*(F/p), 3) = (0, time-patch index * time_scale, freq-patch index), time-major."""
+    time_index, freq_index = torch.meshgrid(torch.arange(T // PATCH, device=device) * time_scale,
+                                            torch.arange(F // freq_patch, device=device).float(), indexing="ij")
     ids = torch.stack([torch.zeros_like(time_index), time_index, freq_index], dim=-1).reshape(1, -1, 3)
     return ids.expand(batch, -1, -1).float()
 
@@ -250,6 +251,6 @@ class FluxMusic(nn.Module):
         t = torch.as_tensor(t, dtype=torch.float32, device=latent.device)
         t = t.expand(b) if t.ndim == 0 else t
         tokens = patchify(latent, p)
-        out = self.forward(tokens, make_img_ids(b, T, F, latent.device, p), txt,
+        out = self.forward(tokens, make_img_ids(b, T, F, latent.device, p, self.config.time_id_scale), txt,
                            make_txt_ids(b, txt.shape[1], latent.device), t, y, txt_mask)
         return unpatchify(out, T, F, p)

@@ -1,4 +1,5 @@
 """The FluxMusic transformer: official layout, presets, patching, adaLN-Zero, masking, batching."""
+import math
 from dataclasses import replace
 import os
 
@@ -98,6 +99,20 @@ def test_position_ids():
     i, j = 4, 3
     assert ids[1, i * 8 + j].tolist() == [0.0, float(i), float(j)]
     assert torch.equal(make_txt_ids(2, 5), torch.zeros(2, 5, 3))
+
+
+def test_time_id_scale_sets_the_fastest_rope_period():
+    """Time ids i * s make RoPE's fastest time rotation s rad per token: with s = 2*pi/4 tokens four
+    apart get the same rotation in that channel pair, and neighbours do not."""
+    ids = make_img_ids(1, 16, 4, time_scale=2.5)
+    assert ids[0, 3 * 2 + 1].tolist() == [0.0, 7.5, 1.0]
+    config = replace(MINI, time_id_scale=2 * math.pi / 4)
+    model = FluxMusic(config)
+    table = model.pe_embedder(make_img_ids(1, 16, 4, time_scale=config.time_id_scale))[0, 0]
+    fastest = config.axes_dim[0] // 2  # the first channel pair of the time axis
+    token = lambda i: i * 2  # time patch i, frequency patch 0 (two frequency patches per time patch)
+    assert torch.allclose(table[token(1), fastest], table[token(5), fastest], atol=1e-5)
+    assert not torch.allclose(table[token(1), fastest], table[token(2), fastest], atol=1e-2)
 
 
 def mini_inputs(batch=3, T=8, F=8, L=5, seed=0):

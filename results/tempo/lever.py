@@ -16,9 +16,12 @@ clip's true eighth (is it the caption's pulse?), and the share of onsets on the 
     python results/tempo/lever.py freq_patch8   # tokens of 2 x 8 latent cells: 64 music tokens, not 256
     python results/tempo/lever.py lr_decay20    # peak learning rate held to 80% of the steps, then cosine
     STEPS=2500 SNAPSHOT_EVERY=500 python results/tempo/lever.py depth4   # 4 + 4 blocks, the recipe's CPU time
+    python results/tempo/lever.py rope_fast     # RoPE time frequencies up to 2.5 rad per token, not 1
+    python results/tempo/lever.py rope_fast_time   # the same time ids, theta kept at 10000
 
-Each arm trains on the built-in clips, which start on the downbeat, with the flow cache of
-runs/text_path_both. lever_random_start.json was made by this script's random_start arm at commit
+Each arm trains on the built-in clips, which start on the downbeat, with the flow cache
+runs/flow_cache_tiny.pt (the first arm run on a machine encodes it; earlier arms used
+runs/text_path_both's, the same features). lever_random_start.json was made by this script's random_start arm at commit
 290330a, where music.py cut each clip from a random point of its first beat (reverted after the arm
 lost tempo; README, "The beat grid"); that arm encoded those clips itself and judged them with a
 classifier trained on them.
@@ -63,6 +66,14 @@ ARMS = {  # arm -> (changes to model.PRESETS["tiny"], changes to the RunConfig)
     # twice the blocks (4 double + 4 single): a step costs twice as much, so run at half the steps
     # (STEPS=2500) it is the same CPU time as the recipe's 5000; can deeper attention relate onsets?
     "depth4": ({"depth": 4, "depth_single_blocks": 4}, {"save_every": 100}),  # snapshots at 500s
+    # RoPE's fastest rotation is 1 rad per id, but an eighth note lasts 2.3-6.3 time tokens (fast to slow),
+    # a pulse of 1.0-2.7 rad per token; time ids of 2.5 per token and theta 30 give the six time
+    # frequencies 2.5, 1.42, 0.81, 0.46, 0.26, 0.15 rad per token: eighths, quarters, chords, the clip
+    "rope_fast": ({"time_id_scale": 2.5, "theta": 30}, {}),
+    # rope_fast lost mode (0.44 -> 0.28): theta 30 also speeds up the frequency axis and leaves no time
+    # channel still over the clip. Scaling the time ids alone keeps theta 10000: time frequencies 2.5,
+    # 0.54, 0.12, 0.025, 0.005, 0.001 rad per token, the last three nearly constant over 32 tokens
+    "rope_fast_time": ({"time_id_scale": 2.5}, {}),
 }
 
 
@@ -149,9 +160,9 @@ def run(arm):
     for name in FROZEN:
         if not os.path.exists(os.path.join(run_dir, name)):
             shutil.copy(os.path.join(SOURCE, name), run_dir)
-    shared = "runs/text_path_both/flow_cache.pt"  # the frozen parts' features, the same for every arm
+    shared = "runs/flow_cache_tiny.pt"  # the frozen parts' features, the same for every arm
     if os.path.exists(shared) and not os.path.exists(os.path.join(run_dir, "flow_cache.pt")):
-        shutil.copy(shared, run_dir)
+        shutil.copy(shared, os.path.join(run_dir, "flow_cache.pt"))
     model.PRESETS["tiny"] = dataclasses.replace(model.PRESETS["tiny"], **preset_changes)
     original_save = train.save_checkpoint
 
@@ -168,6 +179,8 @@ def run(arm):
         sys.exit(f"SNAPSHOT_EVERY={EVERY} must be a multiple of save_every={config.save_every}")
     # a finished run is only judged; JUDGE_ONLY=1 judges the snapshots of an arm stopped early
     metrics = {} if os.environ.get("JUDGE_ONLY") else train.train(run_dir, config, ["flow"], progress=False)["flow"]
+    if not os.path.exists(shared):  # the first arm on a machine encodes the clips; the others reuse them
+        shutil.copy(os.path.join(run_dir, "flow_cache.pt"), shared)
 
     torch.set_grad_enabled(False)
     pipe, classifier, captions, attributes, real, real_embedding = judging_set(64, run_dir)
