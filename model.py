@@ -5,7 +5,9 @@ flow time t. It is cut into 2x2 patches, each flattened to 8·2·2 = 32 numbers,
 sequence of N = (T/2)·(F/2) tokens in time-major order: token n = i·(F/2) + j is the patch
 at time index i and frequency index j, and gets the position ids (0, i, j) for RoPE.
 (`freq_patch` makes a token 2 x p instead, (T/2)·(F/p) tokens of 8·2·p numbers: an experiment of
-README's "The beat grid"; every preset keeps the paper's p = 2.)
+README's "The beat grid"; every preset keeps the paper's p = 2.) `time_id_scale` s makes the time
+id s·i: RoPE's fastest pair of channels turns by 1 rad per id, so with s = 1 no channel can turn
+as fast as a beat of a few tokens; see "The beat grid" too.
 
     tokens    = img_in(patchify(z_t))                       (B, N, H)
     text      = txt_in(c)                                    (B, L, H)   T5 features
@@ -75,16 +77,17 @@ class FluxMusicConfig:
 
 
 _OFFICIAL = dict(in_channels=32, vec_in_dim=768, context_in_dim=4096, num_heads=16, qkv_bias=True)
+_TINY = dict(vec_in_dim=128, context_in_dim=128, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12],
+             time_id_scale=2.5)
 PRESETS = {
     # ours, for `train.py --tiny`: fed by text.py's small encoders (width 128) on 2.56 s clips
-    # (about 0.6 s per AdamW step at batch 16 x (256 music + 128 text tokens) on a 2-core CPU)
-    "tiny": FluxMusicConfig(vec_in_dim=128, context_in_dim=128, hidden_size=128, num_heads=4,
-                            depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12]),
+    # (about 0.6 s per AdamW step at batch 16 x (256 music + 128 text tokens) on a 2-core CPU).
+    # Time ids 2.5 per token: the fastest RoPE pair then turns 2.5 rad a token, as fast as an eighth
+    # note at 160 bpm (README, "A beat needs a fast rotation": held-out tempo 0.53 -> 0.72)
+    "tiny": FluxMusicConfig(**_TINY, hidden_size=128, num_heads=4),
     # half and double its width at the same head size, for the model-size ablation (notebook 09)
-    "tiny-narrow": FluxMusicConfig(vec_in_dim=128, context_in_dim=128, hidden_size=64, num_heads=2,
-                                   depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12]),
-    "tiny-wide": FluxMusicConfig(vec_in_dim=128, context_in_dim=128, hidden_size=256, num_heads=8,
-                                 depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12]),
+    "tiny-narrow": FluxMusicConfig(**_TINY, hidden_size=64, num_heads=2),
+    "tiny-wide": FluxMusicConfig(**_TINY, hidden_size=256, num_heads=8),
     # the paper's sizes
     "small": FluxMusicConfig(**_OFFICIAL, hidden_size=512, depth=8, depth_single_blocks=16, axes_dim=[8, 12, 12]),
     "base": FluxMusicConfig(**_OFFICIAL, hidden_size=768, depth=12, depth_single_blocks=24, axes_dim=[16, 16, 16]),

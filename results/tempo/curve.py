@@ -1,4 +1,4 @@
-"""How results/tempo/curve.png was made (a one-off record, not part of the project's CLIs).
+"""How results/tempo/curve.png and rope.png were made (a one-off record, not part of the project's CLIs).
 
 Quality against flow-stage training: every EMA snapshot lever.py judged for the current recipe
 (mean 1) at two schedule lengths, 5000 steps (the `--tiny` budget) and 8000, beside the mean-0
@@ -7,7 +7,10 @@ so a snapshot of the longer run at 5000 steps is mid-schedule, not a finished 50
 CPU minutes on the top axis are steps x the 5000-step run's own pace here (0.82 s a step, fp32,
 compiled, nothing else running), not the longer run's wall clock (it shared the CPU for a while).
 
-    python results/tempo/curve.py    # after lever.py time_mean1 and STEPS=8000 lever.py recipe
+rope.png sets the two RoPE arms (time ids x 2.5, with theta 30 or 10000; bf16, compiled, on the
+AVX512-BF16 Xeon) beside the recipe's 5000-step curve (fp32 on the other machine), step for step.
+
+    python results/tempo/curve.py    # after lever.py time_mean1, STEPS=8000 lever.py recipe and the rope arms
 """
 import json
 
@@ -21,13 +24,19 @@ CURVES = {  # label -> (JSON, line style)
     "mean 1, 5000-step schedule": ("results/tempo/lever_time_mean1.json", "--"),
     "mean 1, 8000-step schedule": ("results/tempo/lever_recipe_8000.json", "-"),
 }
+ROPE_CURVES = {
+    "recipe: time ids 0, 1, 2 ..., theta 10000": ("results/tempo/lever_time_mean1.json", "--"),
+    "time ids x 2.5, theta 30 (rope_fast)": ("results/tempo/lever_rope_fast.json", ":"),
+    "time ids x 2.5, theta 10000 (rope_fast_time)": ("results/tempo/lever_rope_fast_time.json", "-"),
+}
 SECONDS_PER_STEP = 4101.5 / 5000  # lever_time_mean1.json's train_seconds over its steps
 CHANCE = {"instrument": 1 / 6, "tempo": 1 / 3, "mode": 1 / 2, "drums": 1 / 2}
 
 
-def main():
+def draw(curves, out, seconds_per_step=None):
+    """Accuracy per attribute (colour) and FAD against flow steps, one line style per run."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-    for label, (path, style) in CURVES.items():
+    for label, (path, style) in curves.items():
         rows = json.load(open(path))["rows"]
         steps = [r["flow_steps"] for r in rows]
         for i, name in enumerate(CHANCE):
@@ -40,12 +49,18 @@ def main():
     axes[1].set_title("FAD between CLAP audio embeddings, on the mel", fontsize=9)
     for ax in axes:
         ax.set_xlabel("flow steps")
-        top = ax.secondary_xaxis("top", functions=(lambda s: s * SECONDS_PER_STEP / 60,
-                                                   lambda m: m * 60 / SECONDS_PER_STEP))
-        top.set_xlabel("CPU minutes here (fp32)", fontsize=8)
+        if seconds_per_step:
+            top = ax.secondary_xaxis("top", functions=(lambda s: s * seconds_per_step / 60,
+                                                       lambda m: m * 60 / seconds_per_step))
+            top.set_xlabel("CPU minutes here (fp32)", fontsize=8)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig("results/tempo/curve.png", dpi=90)
+    fig.savefig(out, dpi=90)
+
+
+def main():
+    draw(CURVES, "results/tempo/curve.png", SECONDS_PER_STEP)
+    draw(ROPE_CURVES, "results/tempo/rope.png")
 
 
 if __name__ == "__main__":

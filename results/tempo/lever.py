@@ -45,6 +45,7 @@ import model  # noqa: E402
 import train  # noqa: E402
 from classifier import accuracy, load_or_train_classifier, log_mels, render  # noqa: E402
 from common import MODEL_CLASSES  # noqa: E402
+from music import MODES  # noqa: E402
 from evaluate import embedding_frechet_distance  # noqa: E402
 from pipeline import Pipeline  # noqa: E402
 
@@ -147,9 +148,19 @@ def judge(pipe, classifier, checkpoint, captions, attributes, real_embedding, no
     mels = torch.cat([pipe.vae.decode(pipe.generate_latents(captions[s:s + 16], seconds=2.56, steps=25,
                                                             seed=noise_seed + s))
                       for s in range(0, len(captions), 16)])
-    return {"attribute_accuracy_on_mel": accuracy(classifier.posteriors(mels), attributes),
+    posteriors = classifier.posteriors(mels)
+    return {"attribute_accuracy_on_mel": accuracy(posteriors, attributes),
+            "mode_accuracy_by_asked": mode_by_asked(posteriors["mode"], attributes),
             "fad_clap_mel": embedding_frechet_distance(real_embedding, pipe.clap.embed_audio(mels)),
             "beat_grid": beat_grid(mels, attributes)}
+
+
+def mode_by_asked(mode_posteriors, attributes):
+    """{asked mode: share of its clips heard in it}: a judge that hears one mode everywhere scores
+    1 and 0 here, and mode accuracy below chance shows as both under 0.5 (the other mode heard)."""
+    heard = [MODES[i] for i in mode_posteriors.argmax(1).tolist()]
+    return {mode: sum(h == mode for h, a in zip(heard, attributes) if a["mode"] == mode)
+            / max(1, sum(a["mode"] == mode for a in attributes)) for mode in MODES}
 
 
 def run(arm):

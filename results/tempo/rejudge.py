@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, os.getcwd())
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from classifier import accuracy  # noqa: E402
-from lever import beat_grid, judge, judging_set  # noqa: E402
+from lever import beat_grid, judge, judging_set, mode_by_asked  # noqa: E402
 
 NUM_CLIPS, NOISE_SEEDS = 256, (0, 100_000)
 FLOW_STAGES = {  # label -> checkpoint
@@ -29,6 +29,8 @@ FLOW_STAGES = {  # label -> checkpoint
     "cosine over 8000 steps, finished": "runs/tempo_recipe_8000/flow.pt",
     "peak to 4000, cosine over the last 1000 (lr_decay 0.2)": "runs/tempo_lr_decay20/flow.pt",
     "4 + 4 blocks, cosine over 2500 steps (the recipe's CPU time)": "runs/tempo_depth4_2500/flow.pt",
+    "RoPE time ids x 2.5, theta 10000 (rope_fast_time)": "runs/tempo_rope_fast_time/flow.pt",
+    "RoPE time ids x 2.5, theta 30 (rope_fast)": "runs/tempo_rope_fast/flow.pt",
 }
 OUT = "results/tempo/rejudge.json"
 
@@ -43,8 +45,10 @@ def mean_of(rows):
 @torch.no_grad()
 def main():
     pipe, classifier, captions, attributes, real, real_embedding = judging_set(NUM_CLIPS)
+    heard = classifier.posteriors(real)
     out = {"num_clips": NUM_CLIPS, "noise_seeds": NOISE_SEEDS,
-           "real": {"attribute_accuracy_on_mel": accuracy(classifier.posteriors(real), attributes),
+           "real": {"attribute_accuracy_on_mel": accuracy(heard, attributes),
+                    "mode_accuracy_by_asked": mode_by_asked(heard["mode"], attributes),
                     "beat_grid": beat_grid(real, attributes)}, "flow_stages": {}}
     if os.path.exists(OUT):
         out["flow_stages"] = json.load(open(OUT))["flow_stages"]
