@@ -7,7 +7,7 @@ at time index i and frequency index j, and gets the position ids (0, i, j) for R
 (`freq_patch` makes a token 2 x p instead, (T/2)·(F/p) tokens of 8·2·p numbers: an experiment of
 README's "The beat grid"; every preset keeps the paper's p = 2.) `time_id_scale` s makes the time
 id s·i: RoPE's fastest pair of channels turns by 1 rad per id, so with s = 1 no channel can turn
-as fast as a beat of a few tokens; see "The beat grid" too.
+as fast as a beat of a few tokens (README, "A beat needs a fast rotation"; the tiny presets use 2.5).
 
     tokens    = img_in(patchify(z_t))                       (B, N, H)
     text      = txt_in(c)                                    (B, L, H)   T5 features
@@ -83,7 +83,7 @@ PRESETS = {
     # ours, for `train.py --tiny`: fed by text.py's small encoders (width 128) on 2.56 s clips
     # (about 0.6 s per AdamW step at batch 16 x (256 music + 128 text tokens) on a 2-core CPU).
     # Time ids 2.5 per token: the fastest RoPE pair then turns 2.5 rad a token, as fast as an eighth
-    # note at 160 bpm (README, "A beat needs a fast rotation": held-out tempo 0.53 -> 0.72)
+    # note at 160 bpm (README, "A beat needs a fast rotation": held-out tempo on the mel 0.53 -> 0.72)
     "tiny": FluxMusicConfig(**_TINY, hidden_size=128, num_heads=4),
     # half and double its width at the same head size, for the model-size ablation (notebook 09)
     "tiny-narrow": FluxMusicConfig(**_TINY, hidden_size=64, num_heads=2),
@@ -123,10 +123,11 @@ def unpatchify(tokens, T, F, freq_patch=PATCH):
 
 def make_img_ids(batch, T, F, device=None, freq_patch=PATCH, time_scale=1.0):
     """Position ids (B, (T/2)*(F/p), 3) = (0, time-patch index * time_scale, freq-patch index), time-major."""
-    time_index, freq_index = torch.meshgrid(torch.arange(T // PATCH, device=device) * time_scale,
-                                            torch.arange(F // freq_patch, device=device).float(), indexing="ij")
+    time_index, freq_index = torch.meshgrid(torch.arange(T // PATCH, device=device, dtype=torch.float32) * time_scale,
+                                            torch.arange(F // freq_patch, device=device, dtype=torch.float32),
+                                            indexing="ij")
     ids = torch.stack([torch.zeros_like(time_index), time_index, freq_index], dim=-1).reshape(1, -1, 3)
-    return ids.expand(batch, -1, -1).float()
+    return ids.expand(batch, -1, -1)
 
 
 def make_txt_ids(batch, L, device=None):
