@@ -83,7 +83,7 @@ PRESETS = {
     # ours, for `train.py --tiny`: fed by text.py's small encoders (width 128) on 2.56 s clips
     # (about 0.6 s per AdamW step at batch 16 x (256 music + 128 text tokens) on a 2-core CPU).
     # Time ids 2.5 per token: the fastest RoPE pair then turns 2.5 rad a token, as fast as an eighth
-    # note at 160 bpm (README, "A beat needs a fast rotation": held-out tempo on the mel 0.53 -> 0.72)
+    # note at 160 bpm (README, "A beat needs a fast rotation": held-out tempo on the mel 0.52 -> 0.62)
     "tiny": FluxMusicConfig(**_TINY, hidden_size=128, num_heads=4),
     # half and double its width at the same head size, for the model-size ablation (notebook 09)
     "tiny-narrow": FluxMusicConfig(**_TINY, hidden_size=64, num_heads=2),
