@@ -131,6 +131,20 @@ def randomised_mini(seed=0):
     return model.eval()
 
 
+def test_velocity_uses_the_configs_time_id_scale():
+    """The same weights under time_id_scale 2.5 give forward() with ids 2.5 * i, not the paper's ids."""
+    model = randomised_mini(seed=2)
+    inp = mini_inputs()
+    with torch.no_grad():
+        plain = model.velocity(inp["latent"], inp["t"], inp["txt"], None, inp["y"])
+        model.config = replace(MINI, time_id_scale=2.5)
+        scaled = model.velocity(inp["latent"], inp["t"], inp["txt"], None, inp["y"])
+        by_hand = unpatchify(model.forward(patchify(inp["latent"]), make_img_ids(3, 8, 8, time_scale=2.5),
+                                           inp["txt"], make_txt_ids(3, 5), inp["t"], inp["y"], None), 8, 8)
+    torch.testing.assert_close(scaled, by_hand)
+    assert not torch.allclose(scaled, plain, atol=1e-3)
+
+
 def test_fresh_model_outputs_zero_and_blocks_are_identity():
     torch.manual_seed(0)
     model = FluxMusic(MINI)
