@@ -45,8 +45,8 @@ import model  # noqa: E402
 import train  # noqa: E402
 from classifier import accuracy, load_or_train_classifier, log_mels, render  # noqa: E402
 from common import MODEL_CLASSES  # noqa: E402
-from music import MODES  # noqa: E402
 from evaluate import embedding_frechet_distance  # noqa: E402
+from music import MODES  # noqa: E402
 from pipeline import Pipeline  # noqa: E402
 
 STEPS = int(os.environ.get("STEPS", 5000))
@@ -156,11 +156,11 @@ def judge(pipe, classifier, checkpoint, captions, attributes, real_embedding, no
 
 
 def mode_by_asked(mode_posteriors, attributes):
-    """{asked mode: share of its clips heard in it}: a judge that hears one mode everywhere scores
-    1 and 0 here, and mode accuracy below chance shows as both under 0.5 (the other mode heard)."""
-    heard = [MODES[i] for i in mode_posteriors.argmax(1).tolist()]
-    return {mode: sum(h == mode for h, a in zip(heard, attributes) if a["mode"] == mode)
-            / max(1, sum(a["mode"] == mode for a in attributes)) for mode in MODES}
+    """{asked mode: mode accuracy on its clips}: a judge that hears one mode everywhere scores 1 and
+    0 here, and mode accuracy below chance shows as both under 0.5 (the other mode heard)."""
+    asked = {mode: [i for i, a in enumerate(attributes) if a["mode"] == mode] for mode in MODES}
+    return {mode: accuracy({"mode": mode_posteriors[ids]}, [attributes[i] for i in ids])["mode"]
+            for mode, ids in asked.items() if ids}
 
 
 def run(arm):
