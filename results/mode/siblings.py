@@ -115,7 +115,7 @@ def main():
               "audio_griffin_lim": (load_or_train_classifier(SOURCE, SECONDS, input="audio")[0],
                                     lambda m: torch.cat([griffin_lim(x) for x in m.split(16)]))}
     held_out, siblings, (held_captions, sibling_captions) = pairs(NUM_PAIRS)
-    out = {"checkpoint": checkpoint, "num_pairs": NUM_PAIRS, "examples": list(zip(held_captions[:4], sibling_captions[:4]))}
+    out = {"checkpoint": checkpoint, "pairs": os.environ.get("PAIRS", "held_out"), "num_pairs": NUM_PAIRS, "examples": list(zip(held_captions[:4], sibling_captions[:4]))}
     generated = {}
     out["contrast"] = CONTRAST
     for label, attributes, captions, twins in (("held_out", held_out, held_captions, sibling_captions),

@@ -18,6 +18,7 @@ clip's true eighth (is it the caption's pulse?), and the share of onsets on the 
     STEPS=2500 SNAPSHOT_EVERY=500 python results/tempo/lever.py depth4   # 4 + 4 blocks, the recipe's CPU time
     python results/tempo/lever.py rope_fast     # RoPE time frequencies up to 2.5 rad per token, not 1
     python results/tempo/lever.py rope_fast_time   # the same time ids, theta kept at 10000
+    python results/tempo/lever.py partial_tags  # 30% of the training captions name only some attributes
 
 Each arm trains on the built-in clips, which start on the downbeat, with the flow cache
 runs/flow_cache_tiny.pt (the first arm run on a machine encodes it; earlier arms used
@@ -41,12 +42,13 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.getcwd())
+import data  # noqa: E402
 import model  # noqa: E402
 import train  # noqa: E402
 from classifier import accuracy, load_or_train_classifier, log_mels, render  # noqa: E402
 from common import MODEL_CLASSES  # noqa: E402
 from evaluate import embedding_frechet_distance  # noqa: E402
-from music import MODES  # noqa: E402
+from music import DRUM_TAGS, INSTRUMENT_WORDS, MODE_TAGS, MODES, TEMPLATES, TEMPO_WORDS  # noqa: E402
 from pipeline import Pipeline  # noqa: E402
 
 STEPS = int(os.environ.get("STEPS", 5000))
@@ -75,7 +77,14 @@ ARMS = {  # arm -> (changes to model.PRESETS["tiny"], changes to the RunConfig)
     # channel still over the clip. Scaling the time ids alone keeps theta 10000: time frequencies 2.5,
     # 0.54, 0.12, 0.025, 0.005, 0.001 rad per token, the last three nearly constant over 32 tokens
     "rope_fast_time": ({"time_id_scale": 2.5}, {}),
+    # the flow model does not use the mode word (results/mode/siblings.py: swapping it changes the
+    # clip's mode in 0.44-0.59 of pairs), although c and y carry it (linear probes 0.98 / 0.96). In a
+    # full caption the other words may leave the mode word little to add; a caption that names only
+    # some attributes ("minor key, drums") gives the loss a gain that only the words present can pay
+    "partial_tags": ({}, {}),
 }
+# arm -> share of the training captions replaced by a tag list of a random part of the attributes
+PARTIAL_CAPTIONS = {"partial_tags": 0.3}
 
 
 def onset_autocorrelation(mel, max_lag=120):
@@ -163,6 +172,27 @@ def mode_by_asked(mode_posteriors, attributes):
             for mode, ids in asked.items() if ids}
 
 
+def partial_tag_caption(share):
+    """data.attributes_to_caption, with `share` of the captions a tag list of a random nonempty part of
+    the four attributes (each kept with probability 1/2). The choice comes from a child of the clip's
+    generator (Generator.spawn does not advance it), so every clip's audio stays as it was."""
+    whole = data.attributes_to_caption
+
+    def caption(attributes, rng, templates=TEMPLATES):
+        text = whole(attributes, rng, templates)
+        child = rng.spawn(1)[0]
+        if child.random() >= share:
+            return text
+        tags = [child.choice(INSTRUMENT_WORDS[attributes["instrument"]]), child.choice(TEMPO_WORDS[attributes["tempo"]]),
+                child.choice(MODE_TAGS[attributes["mode"]]), child.choice(DRUM_TAGS[bool(attributes["drums"])])]
+        keep = []
+        while not keep:
+            keep = [tag for tag in tags if child.random() < 0.5]
+        return ", ".join(keep[i] for i in child.permutation(len(keep)))
+
+    return caption
+
+
 def run(arm):
     preset_changes, config_changes = ARMS[arm]
     label = arm if STEPS == 5000 else f"{arm}_{STEPS}"
@@ -172,6 +202,9 @@ def run(arm):
         if not os.path.exists(os.path.join(run_dir, name)):
             shutil.copy(os.path.join(SOURCE, name), run_dir)
     shared = "runs/flow_cache_tiny.pt"  # the frozen parts' features, the same for every arm
+    if arm in PARTIAL_CAPTIONS:  # other captions: this arm encodes its own cache
+        data.attributes_to_caption = partial_tag_caption(PARTIAL_CAPTIONS[arm])
+        shared = os.path.join(run_dir, "flow_cache.pt")
     if os.path.exists(shared) and not os.path.exists(os.path.join(run_dir, "flow_cache.pt")):
         shutil.copy(shared, os.path.join(run_dir, "flow_cache.pt"))
     model.PRESETS["tiny"] = dataclasses.replace(model.PRESETS["tiny"], **preset_changes)

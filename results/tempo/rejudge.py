@@ -31,6 +31,7 @@ FLOW_STAGES = {  # label -> checkpoint
     "4 + 4 blocks, cosine over 2500 steps (the recipe's CPU time)": "runs/tempo_depth4_2500/flow.pt",
     "RoPE time ids x 2.5, theta 10000 (rope_fast_time)": "runs/tempo_rope_fast_time/flow.pt",
     "RoPE time ids x 2.5, theta 30 (rope_fast)": "runs/tempo_rope_fast/flow.pt",
+    "the shipped recipe, 30% of the captions partial tag lists (partial_tags)": "runs/tempo_partial_tags/flow.pt",
 }
 OUT = "results/tempo/rejudge.json"
 
