@@ -14,7 +14,11 @@ with the mel classifier (on the generated log-mel) and the audio classifier (thr
 If the model follows the mode word, P(major) is higher for the clip asked to be major in most pairs
 (chance 0.5), and the sibling captions (trained combinations) are right about as often as real clips.
 
-    python results/mode/siblings.py [FLOW_CHECKPOINT]    # default: pretrained/tiny/flow.pt
+    python results/mode/siblings.py [FLOW_CHECKPOINT]    # default: pretrained/tiny/flow.pt -> siblings.json
+    PAIRS=trained OUT=results/mode/siblings_trained.json python results/mode/siblings.py
+        # pairs of training combinations that come in both modes: does the word decide the mode there?
+    CONTRAST=3 OUT=results/mode/siblings_contrast3.json python results/mode/siblings.py
+    OUT=results/mode/siblings_partial_tags.json python results/mode/siblings.py runs/tempo_partial_tags/flow.pt
 """
 import json
 import os
@@ -25,7 +29,7 @@ import torch
 
 sys.path.insert(0, os.getcwd())
 sys.path.insert(0, os.path.join(os.getcwd(), "results", "tempo"))
-from classifier import accuracy, load_or_train_classifier, log_mels, render, through_griffin_lim  # noqa: E402
+from classifier import accuracy, load_or_train_classifier, log_mels, render  # noqa: E402
 from data import N_MELS, SAMPLE_RATE  # noqa: E402
 from lever import flow_model, mode_by_asked  # noqa: E402
 from music import TRAIN_COMBINATIONS, attributes_to_caption, render_clip  # noqa: E402

@@ -8,6 +8,8 @@ is wrong; a word it ignores costs nothing. The times are 8 fixed values per clip
 (0.06, 0.19, ..., 0.94), so every band of t counts alike; the gap is also given above t = 0.5.
 
     python results/mode/swap_loss.py [FLOW_CHECKPOINT ...]    # default: pretrained/tiny/flow.pt
+    OUT=results/mode/swap_loss_partial_tags.json python results/mode/swap_loss.py \
+        runs/tempo_partial_tags/flow_step{1000,2000,3000,4000}.pt runs/tempo_partial_tags/flow.pt
 """
 import json
 import os
