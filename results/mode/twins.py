@@ -9,6 +9,12 @@ For 256 training clips and each attribute, the mean squared difference between t
 twin, as log-mels and as the VAE latents the flow model learns (the scale factor makes the latents'
 variance about 1), beside the difference between two unrelated clips.
 
+And is a change the same in every key? For the mode twins (minor minus major) and, as a control,
+the drum twins (with minus without), each clip's difference averaged over time (a spectral profile:
+64 mel bands, or 8 channels x 16 rows of latent), and the mean cosine similarity between the
+profiles of two clips in the same key and of two clips in different keys. A change that a word alone
+predicts is alike in every clip; one that depends on the key is alike only within a key.
+
     python results/mode/twins.py
 """
 import json
@@ -39,21 +45,36 @@ def twin(attributes, name):
 
 
 def clips(attribute=None):
-    """(N, samples): clip i from generator (3, i), with `attribute` moved to its next value."""
-    out = []
+    """(N, samples) and the N originals' attributes: clip i from generator (3, i), with `attribute`
+    moved to its next value."""
+    audio, attributes = [], []
     for i in range(NUM_CLIPS):
         rng = np.random.default_rng([3, i])
-        a = sample_attributes(TRAIN_COMBINATIONS, rng)
-        out.append(torch.from_numpy(render_clip(twin(a, attribute) if attribute else a, SECONDS, SAMPLE_RATE, rng)))
-    return torch.stack(out)
+        attributes.append(sample_attributes(TRAIN_COMBINATIONS, rng))
+        a = twin(attributes[-1], attribute) if attribute else attributes[-1]
+        audio.append(torch.from_numpy(render_clip(a, SECONDS, SAMPLE_RATE, rng)))
+    return torch.stack(audio), attributes
+
+
+def key_consistency(original, changed, sign, keys):
+    """Mean cosine similarity of the clips' time-averaged differences (changed - original) * sign,
+    for pairs of clips in the same key and in different keys."""
+    profile = ((changed - original) * sign.view(-1, *[1] * (original.dim() - 1)))
+    profile = profile.mean(1 if original.dim() == 3 else 2).flatten(1)  # mel (B, T, 64); latent (B, C, T, F)
+    profile = torch.nn.functional.normalize(profile, dim=1)
+    cosine = profile @ profile.T
+    same = torch.tensor([[a == b for b in keys] for a in keys]) & ~torch.eye(len(keys), dtype=torch.bool)
+    different = torch.tensor([[a != b for b in keys] for a in keys])
+    return {"same_key": cosine[same].mean().item(), "different_keys": cosine[different].mean().item()}
 
 
 @torch.no_grad()
 def main():
     vae = Pipeline(SOURCE, "cpu", use_vocoder=False).vae
-    mel = {"original": log_mels(clips())}
+    audio, attributes = clips()
+    mel = {"original": log_mels(audio)}
     for name in ATTRIBUTES:
-        mel[name] = log_mels(clips(name))
+        mel[name] = log_mels(clips(name)[0])
     latent = {k: vae.encode(v) for k, v in mel.items()}
     out = {"num_clips": NUM_CLIPS, "latent_variance": latent["original"].var().item(), "twins": {}}
     for name, domain in (("log_mel", mel), ("latent", latent)):
@@ -62,6 +83,13 @@ def main():
         rows["unrelated clip"] = (base.roll(1, 0) - base).square().mean().item()
         out["twins"][name] = rows
         print(name, json.dumps(rows), flush=True)
+    keys = [a["key"] for a in attributes]
+    signs = {"mode": torch.tensor([1.0 if a["mode"] == "major" else -1.0 for a in attributes]),  # minor - major
+             "drums": torch.tensor([-1.0 if a["drums"] else 1.0 for a in attributes])}  # with - without
+    out["key_consistency"] = {f"{attribute} ({name})": key_consistency(domain["original"], domain[attribute],
+                                                                        signs[attribute], keys)
+                              for attribute in signs for name, domain in (("log_mel", mel), ("latent", latent))}
+    print(json.dumps(out["key_consistency"]), flush=True)
     with open("results/mode/twins.json", "w") as f:
         json.dump(out, f, indent=1)
 
