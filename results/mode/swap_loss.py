@@ -10,6 +10,8 @@ is wrong; a word it ignores costs nothing. The times are 8 fixed values per clip
     python results/mode/swap_loss.py [FLOW_CHECKPOINT ...]    # default: pretrained/tiny/flow.pt
     OUT=results/mode/swap_loss_partial_tags.json python results/mode/swap_loss.py \
         runs/tempo_partial_tags/flow_step{1000,2000,3000,4000}.pt runs/tempo_partial_tags/flow.pt
+    CAPTIONS=key_in_caption OUT=results/mode/swap_loss_key_in_caption.json python results/mode/swap_loss.py \
+        runs/tempo_key_in_caption_2000/flow_step1000.pt runs/tempo_key_in_caption_2000/flow.pt
 """
 import json
 import os
@@ -22,11 +24,13 @@ sys.path.insert(0, os.getcwd())
 sys.path.insert(0, os.path.join(os.getcwd(), "results", "tempo"))
 from classifier import ATTRIBUTES, log_mels, render  # noqa: E402
 from flow import interpolate  # noqa: E402
-from lever import flow_model  # noqa: E402
+from lever import CAPTION_CHANGES, flow_model  # noqa: E402
 from music import attributes_to_caption  # noqa: E402
 from pipeline import Pipeline  # noqa: E402
 
 NUM_CLIPS, TIMES, SOURCE = 256, torch.linspace(1 / 16, 15 / 16, 8), "pretrained/tiny"
+# CAPTIONS=ARM: captions as that lever.py arm trained on (e.g. key_in_caption: "..., in D minor")
+CAPTION = CAPTION_CHANGES[os.environ["CAPTIONS"]](attributes_to_caption) if "CAPTIONS" in os.environ else attributes_to_caption
 
 
 def swapped(attributes, name):
@@ -37,7 +41,7 @@ def swapped(attributes, name):
 def variants(attributes):
     """{variant: captions}: the true caption, each attribute swapped, and the empty caption."""
     def caption(a, i):
-        return attributes_to_caption(a, np.random.default_rng([7, i]))
+        return CAPTION(a, np.random.default_rng([7, i]))
     out = {"true": [caption(a, i) for i, a in enumerate(attributes)]}
     for name in ATTRIBUTES:
         out[f"{name} swapped"] = [caption(swapped(a, name), i) for i, a in enumerate(attributes)]
