@@ -62,8 +62,7 @@ def pairs(num):
 
 def real_mels(attributes, seed):
     audio = [torch.from_numpy(render_clip(a, SECONDS, SAMPLE_RATE, np.random.default_rng([seed, i])))
-             .float()
-             for i, a in enumerate(attributes)]
+             for i, a in enumerate(attributes)]  # render_clip gives float32
     return log_mels(torch.stack(audio))
 
 
@@ -75,6 +74,11 @@ def mode_report(judges, mels, attributes):
         out[name] = {"mode_accuracy": accuracy({"mode": p}, attributes)["mode"],
                      "mode_accuracy_by_asked": mode_by_asked(p, attributes), "p_major": p[:, 0].tolist()}
     return out
+
+
+def without_p_major(report):
+    """A mode_report without its per-clip probabilities, for the JSON."""
+    return {judge: {k: v for k, v in row.items() if k != "p_major"} for judge, row in report.items()}
 
 
 def paired(report_a, report_b, attributes_a):
@@ -119,18 +123,16 @@ def main():
               "audio_griffin_lim": (load_or_train_classifier(SOURCE, SECONDS, input="audio")[0],
                                     lambda m: torch.cat([griffin_lim(x) for x in m.split(16)]))}
     held_out, siblings, (held_captions, sibling_captions) = pairs(NUM_PAIRS)
-    out = {"checkpoint": checkpoint, "pairs": os.environ.get("PAIRS", "held_out"), "num_pairs": NUM_PAIRS, "examples": list(zip(held_captions[:4], sibling_captions[:4]))}
+    out = {"checkpoint": checkpoint, "pairs": os.environ.get("PAIRS", "held_out"), "num_pairs": NUM_PAIRS,
+           "contrast": CONTRAST, "examples": list(zip(held_captions[:4], sibling_captions[:4]))}
     generated = {}
-    out["contrast"] = CONTRAST
     for label, attributes, captions, twins in (("held_out", held_out, held_captions, sibling_captions),
                                                ("sibling", siblings, sibling_captions, held_captions)):
         mels = torch.cat([generate(pipe, captions[s:s + 16], twins[s:s + 16], s) for s in range(0, len(captions), 16)])
         generated[label] = mode_report(judges, mels, attributes)
-        out[f"real_{label}"] = {k: {kk: vv for kk, vv in v.items() if kk != "p_major"}
-                                for k, v in mode_report(judges, real_mels(attributes, 11), attributes).items()}
+        out[f"real_{label}"] = without_p_major(mode_report(judges, real_mels(attributes, 11), attributes))
         print(label, {k: v["mode_accuracy"] for k, v in generated[label].items()}, flush=True)
-    out["generated"] = {label: {k: {kk: vv for kk, vv in v.items() if kk != "p_major"} for k, v in r.items()}
-                        for label, r in generated.items()}
+    out["generated"] = {label: without_p_major(report) for label, report in generated.items()}
     out["paired"] = paired(generated["held_out"], generated["sibling"], held_out)
     print(json.dumps({k: out[k] for k in ("generated", "paired", "real_held_out", "real_sibling")}, indent=1))
     name = os.environ.get("OUT", "results/mode/siblings.json")

@@ -79,7 +79,7 @@ ARMS = {  # arm -> (changes to model.PRESETS["tiny"], changes to the RunConfig)
     # 0.54, 0.12, 0.025, 0.005, 0.001 rad per token, the last three nearly constant over 32 tokens
     "rope_fast_time": ({"time_id_scale": 2.5}, {}),
     # the flow model does not use the mode word (results/mode/siblings.py: swapping it changes the
-    # clip's mode in 0.44-0.59 of pairs), although c and y carry it (linear probes 0.98 / 0.96). In a
+    # clip's mode in 0.44-0.59 of pairs), although c and y carry it (linear probes 0.99 / 0.96, results/mode/probe.py). In a
     # full caption the other words may leave the mode word little to add; a caption that names only
     # some attributes ("minor key, drums") gives the loss a gain that only the words present can pay
     "partial_tags": ({}, {}),
