@@ -269,8 +269,8 @@ def sizes(device, quick):
                     sample=(CLIP_SECONDS, 4), bf16=True, compile=False, stages=train_sizes("smoke"))
     cuda = device.type == "cuda"
     # bf16 only where it is native: CPUs without bf16 instructions (no AVX512-BF16/AMX) emulate it, slowly
-    return dict(matmul=8192 if cuda else 2048, repeats=10 if cuda else 3,
-                train={"tiny": 64, "small": 16} if cuda else {"tiny": 16, "small": 2},
+    return dict(matmul=8192 if cuda else 2048, repeats=10,
+                train={"tiny": 64, "tiny-wide": 64, "small": 16} if cuda else {"tiny": 16, "tiny-wide": 16, "small": 2},
                 attention=("small", 2, 10.24), sample=(10.24, DEFAULT_STEPS), bf16=native_bf16(device), compile=True,
                 stages=train_sizes("tiny"))
 
@@ -296,16 +296,19 @@ def bench_device(device, run_dir, quick=False, log=lambda message: print(message
         if s["bf16"]:
             r = train_step_bench(preset, device, batch, s["repeats"], autocast=True)
             add_train_results(results, f"train {preset} bf16 autocast", r, results["matmul bf16 GFLOP/s"])
-    if s["compile"]:
+    precision = "bf16" if s["bf16"] else "fp32"  # what --precision auto picks here
+    for preset in ("tiny", "tiny-wide"):  # compiling `small` takes minutes, and matrix products dominate it
+        label = f"train {preset} compiled {precision}: step ms"
+        if not s["compile"]:
+            results[label] = "skipped (--quick)"
+            continue
         try:
-            r = train_step_bench("tiny", device, s["train"]["tiny"], s["repeats"], compile=True)
-            results["train tiny compiled: step ms"] = r["step_ms"]
-            results["train tiny compiled: compile s"] = r["compile_s"]
+            r = train_step_bench(preset, device, s["train"][preset], s["repeats"], autocast=s["bf16"], compile=True)
+            results[label], results[label.replace("step ms", "compile s")] = r["step_ms"], r["compile_s"]
+            log(f"[{device}] train {preset} compiled, {precision}: {r['step_ms']:.0f} ms a step")
         except Exception as error:  # no compiler toolchain, an unsupported platform, ...
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:80]
-            results["train tiny compiled: step ms"] = f"unavailable ({reason})"
-    else:
-        results["train tiny compiled: step ms"] = "skipped (--quick)"
+            results[label] = f"unavailable ({reason})"
     precisions = ["fp32"] + (["bf16"] if s["bf16"] else [])
     variants = [(p, False) for p in precisions] + ([(precisions[-1], True)] if s["compile"] else [])
     for label, times in stage_step_bench(run_dir, device, s["stages"], variants, s["repeats"]).items():

@@ -216,7 +216,11 @@ class Stage:
         return distributed(Objective(model, loss_fn, self.precision), self.context.world)
 
     def adamw(self, module, betas=(0.9, 0.999), weight_decay=0.0):
-        return torch.optim.AdamW(module.parameters(), lr=self.size.lr, betas=betas, weight_decay=weight_decay)
+        # fused: one kernel updates all tensors (0.8 ms a step for the tiny transformer's 80 on a 2-core
+        # CPU, against 3.0 ms for the default's several launches per tensor); fp32 moments either way
+        fused = self.device.type in ("cpu", "cuda")  # where PyTorch has the fused kernel
+        return torch.optim.AdamW(module.parameters(), lr=self.size.lr, betas=betas, weight_decay=weight_decay,
+                                 fused=fused)
 
     def learning_rate(self, step):
         return self.size.lr * learning_rate_factor(step, self.size.steps, decay_fraction=self.size.lr_decay)
