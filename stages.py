@@ -260,9 +260,10 @@ class VAEStage(Stage):
 class VocoderStage(Stage):
     """Reconstruction-only warm-up (cheap, gets the generator near real audio), then the GAN."""
     name = "vocoder"
-    # measured slower in bf16 on the AVX512-BF16 CPU (bench.py: warm-up step 164 -> 170-195 ms,
-    # GAN step 656 -> 707-735 ms; its many narrow 1-D convolutions are bound by memory and dtype
-    # casts, not arithmetic), so it stays fp32, which also spares the GAN's delicate balance
+    # no faster in bf16 on the AVX512-BF16 CPU (bench.py: warm-up step 47 ms either way, GAN step
+    # 406 vs 399 ms; waveform head 118 vs 121, 487 vs 500 ms; its many narrow 1-D convolutions are
+    # bound by memory and dtype casts, not arithmetic), so it stays fp32, which also spares the GAN's
+    # delicate balance
     bf16 = False
 
     def __init__(self, context):
