@@ -18,6 +18,7 @@ clip's true eighth (is it the caption's pulse?), and the share of onsets on the 
     STEPS=2500 SNAPSHOT_EVERY=500 python results/tempo/lever.py depth4   # 4 + 4 blocks, the recipe's CPU time
     python results/tempo/lever.py rope_fast     # RoPE time frequencies up to 2.5 rad per token, not 1
     python results/tempo/lever.py rope_fast_time   # the same time ids, theta kept at 10000
+    STEPS=8000 python results/tempo/lever.py rope_fast_time   # the shipped recipe, a longer schedule
     python results/tempo/lever.py partial_tags  # 30% of the training captions name only some attributes
     STEPS=2000 python results/tempo/lever.py key_in_caption   # every caption names its key: "..., in D minor"
 
