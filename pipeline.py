@@ -102,9 +102,8 @@ class Pipeline:
             torch.randn(vae.latent_channels, frames // vae.downsample, N_MELS // vae.downsample,
                         generator=torch.Generator().manual_seed(seed * 100_003 + i))
             for i in range(len(captions))]).to(self.device)
-        cond = self.encode_text(captions)
+        cond = self.encode_text(captions)  # both at the tokenizer's full length: they stack into one batch
         uncond = self.encode_text([negative_prompt] * len(captions))
-        cond, uncond = pad_text_pair(cond, uncond)
         model_fn = lambda z, t, c: self.flow_model.velocity(z, t, c["txt"], c["txt_mask"], c["y"])
         guided = flow.guided_velocity_fn(model_fn, cond, uncond, cfg)  # for DDPM the output is ε
 
@@ -147,19 +146,6 @@ def frames_for(seconds):
         raise ValueError(f"--seconds {seconds} is too long: at most {MAX_SECONDS} s per clip "
                          f"({MAX_SECONDS * 100} tokens); generate several clips instead")
     return frames
-
-
-def pad_text_pair(cond, uncond):
-    """Pad the shorter of two text batches (with masked-out zeros) so they stack into one batch."""
-    length = max(cond["txt"].shape[1], uncond["txt"].shape[1])
-
-    def pad(batch):
-        extra = length - batch["txt"].shape[1]
-        txt = torch.nn.functional.pad(batch["txt"], (0, 0, 0, extra))
-        mask = torch.nn.functional.pad(batch["txt_mask"], (0, extra), value=False)
-        return {"txt": txt, "txt_mask": mask, "y": batch["y"]}
-
-    return pad(cond), pad(uncond)
 
 
 def check_compatible(flow_config, t5_config, clap_config, run_dir):

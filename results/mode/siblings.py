@@ -34,7 +34,7 @@ from data import N_MELS, SAMPLE_RATE  # noqa: E402
 from lever import flow_model, mode_by_asked  # noqa: E402
 from music import TRAIN_COMBINATIONS, attributes_to_caption, render_clip  # noqa: E402
 import flow  # noqa: E402
-from pipeline import Pipeline, frames_for, pad_text_pair  # noqa: E402
+from pipeline import Pipeline, frames_for  # noqa: E402
 from vocoder import griffin_lim  # noqa: E402
 
 NUM_PAIRS, SECONDS, SOURCE = int(os.environ.get("NUM_PAIRS", 128)), 2.56, "pretrained/tiny"
@@ -101,9 +101,8 @@ def generate(pipe, captions, twins, seed, cfg=4.0):
     shape = (vae.latent_channels, frames_for(SECONDS) // vae.downsample, N_MELS // vae.downsample)
     noise = torch.stack([torch.randn(*shape, generator=torch.Generator().manual_seed(seed * 100_003 + i))
                          for i in range(len(captions))])
-    cond, uncond = pad_text_pair(pipe.encode_text(captions), pipe.encode_text([""] * len(captions)))
-    cond, twin = pad_text_pair(cond, pipe.encode_text(twins))
-    uncond, _ = pad_text_pair(uncond, twin)
+    # every text batch comes at the tokenizer's full length (Pipeline.encode_text), so the three stack
+    cond, uncond, twin = (pipe.encode_text(c) for c in (captions, [""] * len(captions), twins))
     three = {k: torch.cat([cond[k], uncond[k], twin[k]]) for k in cond}
 
     def velocity(z, t):

@@ -12,6 +12,8 @@ is wrong; a word it ignores costs nothing. The times are 8 fixed values per clip
         runs/tempo_partial_tags/flow_step{1000,2000,3000,4000}.pt runs/tempo_partial_tags/flow.pt
     CAPTIONS=key_in_caption OUT=results/mode/swap_loss_key_in_caption.json python results/mode/swap_loss.py \
         runs/tempo_key_in_caption_2000/flow_step1000.pt runs/tempo_key_in_caption_2000/flow.pt
+    CLIPS=one_key OUT=results/mode/swap_loss_one_key.json python results/mode/swap_loss.py \
+        runs/tempo_one_key_8000/flow_step{1000,2000,4000,6000}.pt runs/tempo_one_key_8000/flow.pt
 """
 import json
 import os
@@ -24,13 +26,16 @@ sys.path.insert(0, os.getcwd())
 sys.path.insert(0, os.path.join(os.getcwd(), "results", "tempo"))
 from classifier import ATTRIBUTES, log_mels, render  # noqa: E402
 from flow import interpolate  # noqa: E402
-from lever import CAPTION_CHANGES, flow_model  # noqa: E402
+import data  # noqa: E402
+from lever import AUDIO_CHANGES, CAPTION_CHANGES, flow_model  # noqa: E402
 from music import attributes_to_caption  # noqa: E402
 from pipeline import Pipeline  # noqa: E402
 
 NUM_CLIPS, TIMES, SOURCE = 256, torch.linspace(1 / 16, 15 / 16, 8), "pretrained/tiny"
 # CAPTIONS=ARM: captions as that lever.py arm trained on (e.g. key_in_caption: "..., in D minor")
 CAPTION = CAPTION_CHANGES[os.environ["CAPTIONS"]](attributes_to_caption) if "CAPTIONS" in os.environ else attributes_to_caption
+if "CLIPS" in os.environ:  # CLIPS=ARM: clips as that lever.py arm trained on (e.g. one_key: every clip in C)
+    data.sample_attributes = AUDIO_CHANGES[os.environ["CLIPS"]](data.sample_attributes)
 
 
 def swapped(attributes, name):
