@@ -182,7 +182,7 @@ class SynthMusicDataset(torch.utils.data.Dataset):
 
     ds[i] -> dict(audio=(round(seconds * 16000),) float32 tensor, caption=str,
     attributes=dict(instrument, tempo, bpm, mode, drums, key)); "key" is the tonic's name
-    ("C" ... "B"), which is not in the captions but lets a test find the tonic's third.
+    (music.KEYS: "C"), which is not in the captions but lets a test find the tonic's third.
     Nothing is stored: clip i is drawn from a generator seeded with (seed, split, i), so every
     epoch and every DataLoader worker sees the same clip for the same i.
     """
