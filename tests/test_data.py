@@ -259,6 +259,14 @@ def test_the_tonic_third_reveals_the_mode():
     assert np.mean(correct) >= 0.9
 
 
+def test_clips_are_drawn_only_in_the_dataset_keys():
+    # one key (README, "Mode"): "minor" then lowers the same rows of every clip's mel
+    for split in ("train", "test"):
+        items = data.SynthMusicDataset(split, num_clips=40, seconds=0.1)
+        assert {item["attributes"]["key"] for item in items} == set(music.KEYS)
+    assert set(music.KEYS) <= set(music.NOTE_NAMES)
+
+
 def test_drums_add_broadband_energy():
     high = torch.tensor(mel_centres() > 4000.0)
     mel = data.MelSpectrogram()
