@@ -12,8 +12,10 @@ is wrong; a word it ignores costs nothing. The times are 8 fixed values per clip
         runs/tempo_partial_tags/flow_step{1000,2000,3000,4000}.pt runs/tempo_partial_tags/flow.pt
     CAPTIONS=key_in_caption OUT=results/mode/swap_loss_key_in_caption.json python results/mode/swap_loss.py \
         runs/tempo_key_in_caption_2000/flow_step1000.pt runs/tempo_key_in_caption_2000/flow.pt
-    CLIPS=one_key OUT=results/mode/swap_loss_one_key.json python results/mode/swap_loss.py \
-        runs/tempo_one_key_8000/flow_step{1000,2000,4000,6000}.pt runs/tempo_one_key_8000/flow.pt
+    OUT=results/mode/swap_loss_one_key.json python results/mode/swap_loss.py   # the one-key pretrained/tiny
+
+Every JSON here but swap_loss_one_key.json was made while the dataset drew twelve keys (before
+music.KEYS = ("C",), 2026-12-04); to remake one, set music.KEYS = music.NOTE_NAMES first.
 """
 import json
 import os

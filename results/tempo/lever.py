@@ -30,6 +30,10 @@ runs/text_path_both's, the same features). lever_random_start.json was made by t
 lost tempo; README, "The beat grid"); that arm encoded those clips itself and judged them with a
 classifier trained on them.
 
+Every arm but one_key ran while the dataset drew each clip's key from all twelve (before music.KEYS
+became ("C",) on 2026-12-04, the one_key arm's result); to rerun one as it ran, set
+music.KEYS = music.NOTE_NAMES first. The one_key wrapper is now what the dataset does anyway.
+
 An arm of other than 5000 steps writes runs/tempo_<arm>_<steps> and lever_<arm>_<steps>.json.
 
 The theta100 and freq_patch8 arms were stopped after 2000 steps (no better than the recipe there) and
