@@ -1,6 +1,6 @@
 """Which held-out phrasing loses which attribute: every test clip asked for in each of
 music.HELD_OUT_TEMPLATES in turn (and in the training templates), judged by the run's attribute
-classifier. evaluate.py's "held-out phrasings" row mixes the five; this splits them.
+classifier. evaluate.py's "held-out phrasings" row mixes the five (one clip in five each); this splits them.
 
     RUN=pretrained/tiny STEPS=25 python results/phrasings/per_template.py   # -> results/phrasings/<name>.json
 """
@@ -19,7 +19,7 @@ run, steps = os.environ.get("RUN", "pretrained/tiny"), int(os.environ.get("STEPS
 out = os.environ.get("OUT", os.path.join(os.path.dirname(__file__), os.path.basename(run.rstrip("/")) + ".json"))
 ev = Evaluator(run)
 rows = {"training templates": ev.captions}
-for k, template in enumerate(HELD_OUT_TEMPLATES):
+for template in HELD_OUT_TEMPLATES:  # the seeds evaluate.py draws its rephrasings from
     rows[template] = [attributes_to_caption(a, np.random.default_rng([ev.seed, 7, i]), (template,))
                       for i, a in enumerate(ev.attributes)]
 results = {}
