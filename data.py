@@ -20,7 +20,10 @@ Two datasets feed the models, both returning dict(audio=(N,) float32 at 16 kHz, 
 * `SynthMusicDataset`: captioned synthetic music rendered on the fly by music.py, with
   ground-truth attributes (instrument, tempo, mode, drums). Clip i is a pure function of
   (seed, split, i). The "test" split holds attribute combinations that "train" never shows,
-  so a model that scores well on it has learned to combine words, not to recall clips.
+  so a model that scores well on it has learned to combine words, not to recall clips. Each
+  clip also carries CAPTIONS_PER_CLIP phrasings of the same attributes ("captions"): the
+  text encoders and the flow model train on all of them, so 2,400 clips teach ~10,000
+  captions instead of 2,400 (one caption a clip taught the held-out phrasings 0.1-0.2 less).
 * `AudioFolderDataset`: your own audio files with captions (metadata.jsonl or .txt files),
   cut or padded to a fixed length.
 
@@ -57,6 +60,8 @@ HOP = 160
 N_MELS = 64
 F_MIN, F_MAX = 0.0, 8000.0
 LOG_FLOOR = 1e-5
+CAPTIONS_PER_CLIP = 4  # phrasings of each synthetic clip's attributes that training sees
+TYPO_RATE = 0.2        # the share of the extra phrasings with one misspelt attribute word
 CLIP_SECONDS = 2.56  # the built-in dataset's clip: 256 mel frames, 256 flow tokens (the paper: 10.24 s)
 # log(LOG_FLOOR) = -11.5 is silence and loud tonal peaks reach about +2: every network that reads a
 # log-mel maps this range to about [-1, 1] first, so its first layer starts well conditioned
@@ -181,16 +186,21 @@ class SynthMusicDataset(torch.utils.data.Dataset):
     """Captioned synthetic music, rendered on demand (see music.py).
 
     ds[i] -> dict(audio=(round(seconds * 16000),) float32 tensor, caption=str,
+    captions=[caption, then captions_per_clip - 1 other phrasings],
     attributes=dict(instrument, tempo, bpm, mode, drums, key)); "key" is the tonic's name
     (music.KEYS: "C"), which is not in the captions but lets a test find the tonic's third.
-    Nothing is stored: clip i is drawn from a generator seeded with (seed, split, i), so every
-    epoch and every DataLoader worker sees the same clip for the same i.
+    Nothing is stored: clip i is drawn from a generator seeded with (seed, split, i), and its
+    k-th caption from one seeded with (seed, split, i, k), so every epoch and every DataLoader
+    worker sees the same clip for the same i.
     """
 
-    def __init__(self, split="train", num_clips=1000, seconds=CLIP_SECONDS, seed=0):
+    def __init__(self, split="train", num_clips=1000, seconds=CLIP_SECONDS, seed=0, captions_per_clip=CAPTIONS_PER_CLIP):
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        if captions_per_clip < 1:
+            raise ValueError(f"captions_per_clip must be at least 1, got {captions_per_clip}")
         self.split, self.num_clips, self.seconds, self.seed = split, num_clips, seconds, seed
+        self.captions_per_clip = captions_per_clip
         self.combinations = TRAIN_COMBINATIONS if split == "train" else TEST_COMBINATIONS
 
     def __len__(self):
@@ -199,11 +209,15 @@ class SynthMusicDataset(torch.utils.data.Dataset):
     def __getitem__(self, i):
         if not 0 <= i < self.num_clips:
             raise IndexError(f"clip {i} out of range for {self.num_clips} clips")
-        rng = np.random.default_rng([self.seed, SPLITS.index(self.split), int(i)])
+        where = [self.seed, SPLITS.index(self.split), int(i)]
+        rng = np.random.default_rng(where)
         attributes = sample_attributes(self.combinations, rng)
-        caption = attributes_to_caption(attributes, rng)
         audio = render_clip(attributes, self.seconds, SAMPLE_RATE, rng)
-        return dict(audio=torch.from_numpy(audio), caption=caption, attributes=attributes)
+        # each phrasing from its own generator, so the audio never depends on how many there are;
+        # the first is typo-free: it is "caption", the one that evaluation and the samples show
+        captions = [attributes_to_caption(attributes, np.random.default_rng(where + [k]), typo_rate=TYPO_RATE if k else 0.0)
+                    for k in range(self.captions_per_clip)]
+        return dict(audio=torch.from_numpy(audio), caption=captions[0], captions=captions, attributes=attributes)
 
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")

@@ -38,9 +38,11 @@ which rings at f = sample_rate / (P + 1/2) and loses its high harmonics first, a
 does. Drums (kick = falling sine, snare = noise + tone, hi-hat = high-passed noise) play
 patterns on the same grid and add the broadband energy that pitched notes lack.
 
-Finally each clip is loudness normalised (RMS 0.1, peak at most 0.99) and gets a caption
-written from its attributes with varied templates and synonyms, as MusicCaps-style text, or
-(one caption in five) as comma-separated tags in a random order, as people type them.
+Finally each clip is loudness normalised (RMS 0.1, peak at most 0.99) and gets captions
+written from its attributes with varied templates and synonyms: MusicCaps-style descriptions,
+requests and questions, or (one caption in six each) comma-separated tags in a random order, or
+the four attribute phrases in any order with any of a few separators, as people type them. The
+dataset gives each clip several such captions, some with a typo (data.py).
 Only numpy is used; a 2.56 s clip renders in about 20 ms, some 100x faster than real time.
 
 References: the music is textbook theory (equal temperament, diatonic scales and triads) and
@@ -124,7 +126,8 @@ DRUM_PHRASES = {
 MODE_TAGS = {"major": ("major key", "major", "happy"), "minor": ("minor key", "minor", "sad")}
 DRUM_TAGS = {True: ("drums", "percussion"), False: ("no drums", "no percussion")}
 # every template names the instrument, the tempo, the mode and the drums (never the bpm:
-# a number the model would have to guess from nothing but the sound)
+# a number the model would have to guess from nothing but the sound). Descriptions, requests and
+# questions put the four in different places; "{tags}" and "{free}" are built in code (below).
 TEMPLATES = (
     "a {tempo}, {mood} {instrument} piece {key}, {drums}.",
     "{mood} {instrument} music {tempo_phrase}, {drums}.",
@@ -134,9 +137,24 @@ TEMPLATES = (
     "instrumental {instrument} track, {tempo} and {mood}, {drums}.",
     "a {mood} {instrument} song {key}, played {tempo_phrase} {drums}.",
     "{drums}, a {tempo} {instrument} tune {key}.",
-    "{tags}",
-    "{tags}",
+    "could you compose a {mood} {instrument} piece {tempo_phrase}, {drums}?",
+    "generate {tempo} {instrument} music {key}, {drums}.",
+    "give me a {mood}, {tempo} tune for {instrument} {drums}.",
+    "make a {tempo} track with {instrument}, {mood}, {drums}.",
+    "i'd like {mood} {instrument} music {tempo_phrase} {drums}.",
+    "something {mood} and {tempo} on the {instrument}, {drums}!",
+    "{instrument} {drums}, {tempo_phrase}, {key}.",
+    "is there a {tempo} {instrument} tune {key} {drums}?",
+    "{tags}", "{tags}", "{tags}", "{tags}",
+    "{free}", "{free}", "{free}", "{free}",
 )
+# "{free}": the four attribute phrases in a random order, joined by any of these, with an optional
+# request in front and an ending, as a user types them ("compose: no drums; organ and fast" is not
+# one: ":" belongs to the held-out phrasings). A plain space never joins them, so a held-out
+# all-caps line of bare words stays unseen.
+FREE_SEPARATORS = (", ", ", ", " and ", "; ", " / ")
+FREE_OPENINGS = ("", "", "", "generate ", "compose ", "make ", "play ", "give me ", "i'd like ")
+FREE_ENDINGS = ("", "", ".", "!", " please", " thanks")
 # Phrasings that never appear in training, for measuring how a model copes with what users
 # type (the "held-out phrasings" row of `evaluate.py`): a question, a request, a terse all-caps line, a
 # typo in a filler word, and the attribute words in an order no template uses.
@@ -149,10 +167,24 @@ HELD_OUT_TEMPLATES = (
 )
 
 
-def attributes_to_caption(attributes, rng, templates=TEMPLATES):
+def misspell(word, rng):
+    """One typo, as fingers make them: two neighbouring letters swapped, one dropped or one doubled
+    ("organ" -> "orgna", "orgn", "orrgan"). Words under four letters are left alone."""
+    if len(word) < 4:
+        return word
+    i = int(rng.integers(1, len(word) - 1))  # never the first letter: people rarely get that wrong
+    kind = rng.integers(3)
+    if kind == 0:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+    return word[:i] + word[i + 1:] if kind == 1 else word[:i] + word[i] + word[i:]
+
+
+def attributes_to_caption(attributes, rng, templates=TEMPLATES, typo_rate=0.0):
     """A caption that mentions every attribute: mostly MusicCaps-like sentences, e.g.
     "A slow, melancholic piano piece in a minor key, without drums.", sometimes tags in a
-    random order, e.g. "no drums, piano, minor key, slow"."""
+    random order, e.g. "no drums, piano, minor key, slow", or the four phrases in any order
+    ("compose bright / fast; bells and with no drums"). With probability `typo_rate` one
+    attribute word is misspelt (the dataset's extra caption variants; evaluation uses none)."""
     def pick(words):
         return words[rng.integers(len(words))]
     mode, tempo, drums = attributes["mode"], attributes["tempo"], bool(attributes["drums"])
@@ -160,9 +192,23 @@ def attributes_to_caption(attributes, rng, templates=TEMPLATES):
                  tempo_phrase=pick(TEMPO_PHRASES[tempo]), mood=pick(MODE_WORDS[mode]), key=pick(MODE_PHRASES[mode]),
                  drums=pick(DRUM_PHRASES[drums]))
     template = pick(templates)
+    if template in ("{tags}", "{free}"):
+        words.update(mode_tag=pick(MODE_TAGS[mode]), drum_tag=pick(DRUM_TAGS[drums]))
+    if typo_rate and rng.random() < typo_rate:  # the typo goes into one of the words the caption shows
+        shown = [name for name in words if "{" + name + "}" in template or "{" + name.upper() + "}" in template]
+        name = pick(shown or ["instrument", "tempo", "mode_tag", "drum_tag"])
+        parts = words[name].split(" ")
+        j = int(rng.integers(len(parts)))
+        words[name] = " ".join(parts[:j] + [misspell(parts[j], rng)] + parts[j + 1:])
     if template == "{tags}":
-        tags = [words["instrument"], words["tempo"], pick(MODE_TAGS[mode]), pick(DRUM_TAGS[drums])]
+        tags = [words["instrument"], words["tempo"], words["mode_tag"], words["drum_tag"]]
         return ", ".join(tags[i] for i in rng.permutation(len(tags)))
+    if template == "{free}":
+        phrases = [words["instrument"], pick((words["tempo"], words["tempo_phrase"])),
+                   pick((words["mood"], words["key"], words["mode_tag"])), pick((words["drums"], words["drum_tag"]))]
+        order = rng.permutation(len(phrases))
+        text = phrases[order[0]] + "".join(pick(FREE_SEPARATORS) + phrases[k] for k in order[1:])
+        return pick(FREE_OPENINGS) + text + pick(FREE_ENDINGS)
     text = template.format(**words, **{name.upper(): word.upper() for name, word in words.items()})
     text = re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)  # "a upbeat" -> "an upbeat"
     return text[0].upper() + text[1:]

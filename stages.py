@@ -59,13 +59,18 @@ HELD_OUT_SEED = 0            # held-out noise and span corruption: the same in e
 # ----------------------------------------------------------------------------- data, once per run
 
 class Clips:
-    """Audio clips held in memory: audio (N, samples), captions, attributes (None for a folder)."""
+    """Audio clips held in memory: audio (N, samples), one caption a clip (what metrics and samples
+    read), attributes (None for a folder), and every phrasing of every clip, flat, with the clip each
+    describes (what the text encoders and the flow model train on; a folder's clip has one)."""
 
     def __init__(self, dataset, desc, progress=True):
         items = [dataset[i] for i in tqdm(range(len(dataset)), desc=desc, leave=False, disable=not progress)]
         self.audio = torch.stack([item["audio"] for item in items])
         self.captions = [item["caption"] for item in items]
         self.attributes = [item.get("attributes") for item in items]
+        groups = [item.get("captions", [item["caption"]]) for item in items]
+        self.phrasings = [caption for group in groups for caption in group]
+        self.phrasing_clip = torch.tensor([i for i, group in enumerate(groups) for _ in group])
 
     def __len__(self):
         return len(self.captions)
@@ -86,7 +91,7 @@ class Context:
     def datasets(self):
         c = self.config
         if self.data_dir is None:
-            return (SynthMusicDataset("train", c.num_clips, c.seconds, c.seed),
+            return (SynthMusicDataset("train", c.num_clips, c.seconds, c.seed, c.captions_per_clip),
                     SynthMusicDataset("test", c.num_val_clips, c.seconds, c.seed))
         train = AudioFolderDataset(self.data_dir, c.seconds, train=True, seed=c.seed)
         val = AudioFolderDataset(self.data_dir, c.seconds, train=False, seed=c.seed)
@@ -327,8 +332,9 @@ class CLAPStage(Stage):
         self.optimizers["main"] = self.adamw(self.model, weight_decay=0.01)
 
     def train_step(self, step):
-        batch = text.clap_training_batch(self.context.train.captions, self.context.train_mels,
-                                         self.size.batch_size, self.rng(step))
+        train = self.context.train
+        batch = text.clap_training_batch(train.phrasings, self.context.train_mels, self.size.batch_size,
+                                         self.rng(step), clip_of=train.phrasing_clip)
         loss = self.objective(*self.context.shard(batch))
         return {"loss": optimise(loss, self.model, self.optimizers["main"])}
 
@@ -352,7 +358,7 @@ class T5Stage(Stage):
         self.optimizers["main"] = self.adamw(self.pair, weight_decay=0.01)
 
     def train_step(self, step):
-        batch = text.t5_training_batch(self.model.tokenizer, self.context.train.captions, self.size.batch_size,
+        batch = text.t5_training_batch(self.model.tokenizer, self.context.train.phrasings, self.size.batch_size,
                                        self.rng(step))
         loss = self.objective(*self.context.shard(batch))
         return {"loss": optimise(loss, self.pair, self.optimizers["main"])}
@@ -392,17 +398,18 @@ class FlowStage(Stage):
         return self.loss_fn(lambda z, times: model.velocity(z, times, txt, txt_mask, y), x0, noise, t)
 
     def frozen_features(self):
-        """Every training clip through the frozen VAE and text encoders, once; cached on disk."""
-        path = os.path.join(self.context.run_dir, "flow_cache.pt")
+        """Every training clip through the frozen VAE, and every phrasing of it through the frozen
+        text encoders, once; cached on disk."""
+        path, train = os.path.join(self.context.run_dir, "flow_cache.pt"), self.context.train
         if os.path.exists(path):
             cache = load_checkpoint(path)
-            if cache["num_clips"] == len(self.context.train):
+            if (cache["num_clips"], cache.get("num_captions")) == (len(train), len(train.phrasings)):
                 return cache
         run = self.context.run_dir
         vae = load_stage(run, "vae", self.device)
         t5, clap = load_stage(run, "t5", self.device), load_stage(run, "clap", self.device)
         tokenizer = text.ByteTokenizer(t5.config.max_length)
-        captions = self.context.train.captions
+        captions = train.phrasings
         with torch.no_grad():
             latents = torch.cat([vae.encode(m) for m in self.context.train_mels.split(ENCODE_BATCH)])
             ids, mask = tokenizer(captions + [""])
@@ -410,7 +417,8 @@ class FlowStage(Stage):
             chunks = list(zip(ids.split(ENCODE_BATCH), mask.split(ENCODE_BATCH)))
             txt = torch.cat([t5(i, m) for i, m in chunks])
             y = torch.cat([clap.embed_text((i, m)) for i, m in chunks])
-        cache = {"num_clips": len(captions), "latents": latents.cpu(), "txt": txt[:-1].cpu(),
+        cache = {"num_clips": len(train), "num_captions": len(captions), "caption_clip": train.phrasing_clip,
+                 "latents": latents.cpu(), "txt": txt[:-1].cpu(),
                  "txt_mask": mask[:-1].cpu(), "y": y[:-1].cpu(), "empty_txt": txt[-1].cpu(),
                  "empty_mask": mask[-1].cpu(), "empty_y": y[-1].cpu()}
         if self.context.world.main:
@@ -418,14 +426,17 @@ class FlowStage(Stage):
         return cache
 
     def batch(self, step):
-        """The step's global batch, this process's rows: latents x0, noise, t and the text,
-        with about `caption_dropout` of the captions swapped for the empty caption ""."""
+        """The step's global batch, this process's rows: latents x0, noise, t and the text of a
+        random phrasing of each clip, with about `caption_dropout` of the captions swapped for the
+        empty caption "". Every clip has as many phrasings as every other, so a uniform draw over
+        the phrasings is a uniform draw over the clips."""
         c, generator, n = self.cache, self.rng(step), self.size.batch_size
-        ids = torch.randint(c["num_clips"], (n,), generator=generator)
+        phrasing = torch.randint(c["num_captions"], (n,), generator=generator)
         drop = torch.rand(n, generator=generator) < self.run_config.caption_dropout
-        captions = flow.drop_conditions({"txt": c["txt"][ids], "txt_mask": c["txt_mask"][ids], "y": c["y"][ids]},
-                                        {"txt": c["empty_txt"], "txt_mask": c["empty_mask"], "y": c["empty_y"]}, drop)
-        x0 = c["latents"][ids]
+        captions = flow.drop_conditions(
+            {"txt": c["txt"][phrasing], "txt_mask": c["txt_mask"][phrasing], "y": c["y"][phrasing]},
+            {"txt": c["empty_txt"], "txt_mask": c["empty_mask"], "y": c["empty_y"]}, drop)
+        x0 = c["latents"][c["caption_clip"][phrasing]]
         noise = torch.randn(x0.shape, generator=generator)
         t = self.sample_times(n, generator=generator)
         return self.context.shard((x0, noise, t, captions["txt"], captions["txt_mask"], captions["y"]))

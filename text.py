@@ -426,11 +426,13 @@ class CLAP(nn.Module):
         return info_nce(self.embed_text(captions), self.embed_audio(mel), self.scale())
 
 
-def clap_training_batch(captions, mels, batch_size, generator=None):
+def clap_training_batch(captions, mels, batch_size, generator=None, clip_of=None):
     """One step's batch for the CLAP stage of train.py: `batch_size` random (caption, log-mel)
-    pairs. Every other pair in the batch is a negative for InfoNCE, so bigger batches teach more."""
+    pairs, caption j describing mels[clip_of[j]] (default: mels[j]; a clip may have several
+    captions). Every other pair in the batch is a negative for InfoNCE, so bigger batches teach more."""
     chosen = torch.randint(len(captions), (batch_size,), generator=generator)
-    return [captions[i] for i in chosen.tolist()], mels[chosen]
+    clips = chosen if clip_of is None else clip_of[chosen]
+    return [captions[i] for i in chosen.tolist()], mels[clips]
 
 
 def info_nce(text_emb, audio_emb, logit_scale):

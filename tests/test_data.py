@@ -138,32 +138,24 @@ def test_synth_batches_collate():
 
 
 def words_of(table, value, caption):
-    return [w for w in table[value] if re.search(rf"\b{re.escape(w)}\b", caption)]
+    return [w for w in table[value] if re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", caption)]
 
 
-def check_tags(caption, attributes):
-    """A tag caption: four comma-separated tags, one per attribute, each from its own table."""
-    tags = caption.split(", ")
-    tables = (music.INSTRUMENT_WORDS[attributes["instrument"]], music.TEMPO_WORDS[attributes["tempo"]],
-              music.MODE_TAGS[attributes["mode"]], music.DRUM_TAGS[attributes["drums"]])
-    assert len(tags) == 4 and sorted(sum(tag in table for tag in tags) for table in tables) == [1, 1, 1, 1], caption
-
-
-def check_caption(caption, attributes, sentence=True):
+def check_caption(caption, attributes):
+    """Any typo-free caption, of any form: no number, and every attribute named once, rightly."""
     lower = caption.lower()
     assert not re.search(r"\d", caption), "captions must not leak numbers such as the bpm"
-    if sentence and not caption.endswith("."):
-        return check_tags(caption, attributes)
-    if sentence:
-        assert len(caption) <= 110 and caption[0].isupper()
-    assert [i for i in music.INSTRUMENTS if re.search(rf"\b{i}\b", lower)] == [attributes["instrument"]]
-    for table, phrases, value in ((music.TEMPO_WORDS, music.TEMPO_PHRASES, attributes["tempo"]),
-                                  (music.MODE_WORDS, music.MODE_PHRASES, attributes["mode"])):
-        mentioned = [v for v in table if words_of(table, v, lower) or words_of(phrases, v, lower)]
+    assert len(caption) <= 110, caption
+    assert [i for i in music.INSTRUMENTS if re.search(rf"\b{i}\b", lower)] == [attributes["instrument"]], caption
+    for tables, value in (((music.TEMPO_WORDS, music.TEMPO_PHRASES), attributes["tempo"]),
+                          ((music.MODE_WORDS, music.MODE_PHRASES, music.MODE_TAGS), attributes["mode"])):
+        mentioned = [v for v in tables[0] if any(words_of(table, v, lower) for table in tables)]
         assert mentioned == [value], (caption, attributes)
-    drums = attributes["drums"]
-    assert words_of(music.DRUM_PHRASES, drums, lower) and not words_of(music.DRUM_PHRASES, not drums, lower)
-    assert not re.search(r"\ba [aeiou]", lower)  # "an upbeat", not "a upbeat"
+    # "no drums" holds the tag "drums": the negative phrases decide first
+    without = words_of(music.DRUM_PHRASES, False, lower) + words_of(music.DRUM_TAGS, False, lower)
+    with_ = words_of(music.DRUM_PHRASES, True, lower) + words_of(music.DRUM_TAGS, True, lower)
+    assert bool(without) != attributes["drums"] and (without or with_), (caption, attributes)
+    assert not re.search(r"\ba [aeiou]", lower), caption  # "an upbeat", not "a upbeat"
 
 
 def test_captions_agree_with_attributes_and_vary():
@@ -175,28 +167,110 @@ def test_captions_agree_with_attributes_and_vary():
             caption = music.attributes_to_caption(attributes, rng)
             check_caption(caption, attributes)
             captions.add(caption)
-        assert len(captions) >= 15
-    for item in data.SynthMusicDataset(num_clips=5, seconds=0.2):
-        check_caption(item["caption"], item["attributes"])
+        assert len(captions) >= 25
+    for template in music.TEMPLATES:  # every template, not only the likely ones
+        attributes = music.sample_attributes(music.ALL_COMBINATIONS, rng)
+        check_caption(music.attributes_to_caption(attributes, rng, (template,)), attributes)
 
 
-def test_tag_captions_come_one_in_five_in_any_order():
+def test_sentence_captions_start_upper_case():
+    rng = np.random.default_rng(3)
+    for template in music.TEMPLATES:
+        if template in ("{tags}", "{free}"):  # typed, not written: lower case is fine
+            continue
+        attributes = music.sample_attributes(music.ALL_COMBINATIONS, rng)
+        assert music.attributes_to_caption(attributes, rng, (template,))[0].isupper()
+
+
+def test_tag_captions_are_four_tags_in_any_order():
     rng = np.random.default_rng(1)
     attributes = music.sample_attributes([("organ", "fast", "major", True)], rng)
-    captions = [music.attributes_to_caption(attributes, rng) for _ in range(1000)]
-    tags = [c for c in captions if not c.endswith(".")]
-    assert len(tags) / len(captions) == pytest.approx(0.2, abs=0.04)
-    assert len({c.split(", ")[0] for c in tags}) >= 6  # any tag may come first
+    tables = (music.INSTRUMENT_WORDS["organ"], music.TEMPO_WORDS["fast"], music.MODE_TAGS["major"],
+              music.DRUM_TAGS[True])
+    firsts = set()
+    for _ in range(200):
+        tags = music.attributes_to_caption(attributes, rng, ("{tags}",)).split(", ")
+        assert len(tags) == 4 and sorted(sum(tag in table for tag in tags) for table in tables) == [1, 1, 1, 1], tags
+        firsts.add(tags[0])
+    assert len(firsts) >= 6  # any tag may come first
+    drawn = [music.attributes_to_caption(attributes, rng) for _ in range(1200)]
+    tag_lists = [c for c in drawn if c.count(", ") == 3 and c[0].islower() and not c.endswith((".", "!", "?"))]
+    assert len(tag_lists) / len(drawn) == pytest.approx(1 / 6, abs=0.05)  # "{tags}" is 4 of 24 templates
+
+
+def test_free_order_captions_vary_order_and_separators():
+    rng = np.random.default_rng(4)
+    attributes = music.sample_attributes([("bells", "slow", "minor", False)], rng)
+    captions = [music.attributes_to_caption(attributes, rng, ("{free}",)) for _ in range(400)]
+    instrument_first = [c.startswith(tuple(music.INSTRUMENT_WORDS["bells"])) for c in captions]
+    assert 0.1 < np.mean(instrument_first) < 0.5  # a quarter, less the openings in front
+    for separator in music.FREE_SEPARATORS:
+        assert any(separator in c for c in captions)
+    assert len(set(captions)) > 300
+
+
+def test_misspell_makes_one_typo_and_keeps_short_words():
+    rng = np.random.default_rng(5)
+    assert music.misspell("sad", rng) == "sad"
+    seen = set()
+    for _ in range(300):
+        seen.add(music.misspell("organ", rng))
+    # every swap, drop and doubling after the first letter, and nothing else
+    swaps = {"ogran", "oragn", "orgna"}
+    drops = {"ogan", "oran", "orgn"}
+    doubles = {"orrgan", "orggan", "orgaan"}
+    assert seen == swaps | drops | doubles, seen
+
+
+def test_typo_rate_puts_a_typo_into_a_shown_attribute_word():
+    rng = np.random.default_rng(6)
+    vocabulary = {"an"} | set(re.findall(r"[a-z']+", " ".join(music.TEMPLATES + music.FREE_OPENINGS + music.FREE_ENDINGS)))
+    for table in (music.INSTRUMENT_WORDS, music.TEMPO_WORDS, music.TEMPO_PHRASES, music.MODE_WORDS,
+                  music.MODE_PHRASES, music.DRUM_PHRASES, music.MODE_TAGS, music.DRUM_TAGS):
+        vocabulary |= {w for phrases in table.values() for p in phrases for w in re.findall(r"[a-z']+", p)}
+    def unknown(caption):
+        return [w for w in re.findall(r"[a-z']+", caption.lower()) if w not in vocabulary]
+    clean = [music.attributes_to_caption(music.sample_attributes(music.ALL_COMBINATIONS, rng), rng) for _ in range(300)]
+    typos = [music.attributes_to_caption(music.sample_attributes(music.ALL_COMBINATIONS, rng), rng, typo_rate=1.0)
+             for _ in range(300)]
+    assert not any(unknown(c) for c in clean)
+    assert all(len(unknown(c)) <= 1 for c in typos) and np.mean([bool(unknown(c)) for c in typos]) > 0.7
+
+
+# what the held-out phrasings say that no training caption may: their fillers, their typo, their ":"
+HELD_OUT_FILLERS = ("can you play", "song on", "please make me some", "i want a", "peice", ":")
 
 
 def test_held_out_phrasings_name_every_attribute_and_never_appear_in_training():
     rng = np.random.default_rng(2)
-    training = set(music.TEMPLATES)
+    held_out = set()
     for combination in music.ALL_COMBINATIONS:
         attributes = music.sample_attributes([combination], rng)
         for template in music.HELD_OUT_TEMPLATES:
-            assert template not in training
-            check_caption(music.attributes_to_caption(attributes, rng, (template,)), attributes, sentence=False)
+            assert template not in music.TEMPLATES
+            caption = music.attributes_to_caption(attributes, rng, (template,))
+            check_caption(caption, attributes)
+            held_out.add(" ".join(caption.lower().split()))
+    # what the dataset gives training (every phrasing, typos included), as the tokenizer sees it
+    ds = data.SynthMusicDataset(num_clips=3000, seconds=0.01)
+    training = {" ".join(c.lower().split()) for i in range(len(ds)) for c in ds[i]["captions"]}
+    assert len(training) > 8000
+    assert not held_out & training
+    for filler in HELD_OUT_FILLERS:
+        assert not [c for c in training if filler in c], filler
+
+
+def test_dataset_gives_each_clip_its_phrasings():
+    ds = data.SynthMusicDataset(num_clips=6, seconds=0.2)
+    for i in range(len(ds)):
+        item = ds[i]
+        assert len(item["captions"]) == data.CAPTIONS_PER_CLIP and item["captions"][0] == item["caption"]
+        check_caption(item["caption"], item["attributes"])
+        assert len(set(item["captions"])) > 1
+    one = data.SynthMusicDataset(num_clips=6, seconds=0.2, captions_per_clip=1)
+    assert one[3]["captions"] == [ds[3]["caption"]] and torch.equal(one[3]["audio"], ds[3]["audio"])
+    with pytest.raises(ValueError, match="captions_per_clip"):
+        data.SynthMusicDataset(captions_per_clip=0)
 
 
 def test_test_split_is_held_out_yet_every_pair_of_values_is_trained():
