@@ -22,7 +22,7 @@ Two datasets feed the models, both returning dict(audio=(N,) float32 at 16 kHz, 
   (seed, split, i). The "test" split holds attribute combinations that "train" never shows,
   so a model that scores well on it has learned to combine words, not to recall clips. Each
   clip also carries CAPTIONS_PER_CLIP phrasings of the same attributes ("captions"): the
-  text encoders and the flow model train on all of them, so 2,400 clips teach ~10,000
+  text encoders and the flow model train on all of them, so 2,400 clips teach 9,600
   captions instead of 2,400 (one caption a clip taught the held-out phrasings 0.1-0.2 less).
 * `AudioFolderDataset`: your own audio files with captions (metadata.jsonl or .txt files),
   cut or padded to a fixed length.
