@@ -1,4 +1,4 @@
-"""How results/tempo/curve.png and rope.png were made (a one-off record, not part of the project's CLIs).
+"""How results/tempo/curve.png, rope.png and final.png were made (a one-off record, not part of the project's CLIs).
 
 Quality against flow-stage training: every EMA snapshot lever.py judged for the current recipe
 (mean 1) at two schedule lengths, 5000 steps (the `--tiny` budget) and 8000, beside the mean-0
@@ -10,7 +10,13 @@ compiled, nothing else running), not the longer run's wall clock (it shared the 
 rope.png sets the two RoPE arms (time ids x 2.5, with theta 30 or 10000; bf16, compiled, on the
 AVX512-BF16 Xeon) beside the recipe's 5000-step curve (fp32 on the other machine), step for step.
 
-    python results/tempo/curve.py    # after lever.py time_mean1, STEPS=8000 lever.py recipe and the rope arms
+final.png is the final recipe (every clip in C, four phrasings a clip, RoPE time ids x 2.5) at twice
+`--tiny`'s flow steps, 16000, beside the one-key arm's 8000-step curve (one caption a clip); its CPU
+minutes are steps x the pace of the from-scratch run's flow stage on the same Intel Xeon, alone
+(results/tiny_rerun_xeon/timings.json: 1621.5 s for 8000 steps, bf16, compiled).
+
+    python results/tempo/curve.py    # after lever.py time_mean1, STEPS=8000 lever.py recipe, the rope arms,
+                                     # STEPS=8000 lever.py one_key and STEPS=16000 SNAPSHOT_EVERY=2000 lever.py recipe
 """
 import json
 
@@ -29,11 +35,16 @@ ROPE_CURVES = {
     "time ids x 2.5, theta 30 (rope_fast)": ("results/tempo/lever_rope_fast.json", ":"),
     "time ids x 2.5, theta 10000 (rope_fast_time)": ("results/tempo/lever_rope_fast_time.json", "-"),
 }
+FINAL_CURVES = {
+    "final recipe, 16000-step schedule": ("results/tempo/lever_recipe_16000.json", "-"),
+    "one key, one caption a clip, 8000-step schedule": ("results/tempo/lever_one_key_8000.json", "--"),
+}
 SECONDS_PER_STEP = 4101.5 / 5000  # lever_time_mean1.json's train_seconds over its steps
+XEON_SECONDS_PER_STEP = 1621.5 / 8000  # results/tiny_rerun_xeon/timings.json's flow stage over its steps
 CHANCE = {"instrument": 1 / 6, "tempo": 1 / 3, "mode": 1 / 2, "drums": 1 / 2}
 
 
-def draw(curves, out, seconds_per_step=None):
+def draw(curves, out, seconds_per_step=None, clock="CPU minutes here (fp32)"):
     """Accuracy per attribute (colour) and FAD against flow steps, one line style per run."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     for label, (path, style) in curves.items():
@@ -52,7 +63,7 @@ def draw(curves, out, seconds_per_step=None):
         if seconds_per_step:
             top = ax.secondary_xaxis("top", functions=(lambda s: s * seconds_per_step / 60,
                                                        lambda m: m * 60 / seconds_per_step))
-            top.set_xlabel("CPU minutes here (fp32)", fontsize=8)
+            top.set_xlabel(clock, fontsize=8)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=90)
@@ -61,6 +72,7 @@ def draw(curves, out, seconds_per_step=None):
 def main():
     draw(CURVES, "results/tempo/curve.png", SECONDS_PER_STEP)
     draw(ROPE_CURVES, "results/tempo/rope.png")
+    draw(FINAL_CURVES, "results/tempo/final.png", XEON_SECONDS_PER_STEP, "CPU minutes, 2-core Xeon (bf16, compiled)")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ clip's true eighth (is it the caption's pulse?), and the share of onsets on the 
     python results/tempo/lever.py partial_tags  # 30% of the training captions name only some attributes
     STEPS=2000 python results/tempo/lever.py key_in_caption   # every caption names its key: "..., in D minor"
     STEPS=8000 python results/tempo/lever.py one_key   # every clip in C, captions unchanged
+    STEPS=16000 SNAPSHOT_EVERY=2000 python results/tempo/lever.py recipe   # the final recipe (four
+                                    # phrasings a clip, since 2026-12-04), twice --tiny's flow steps
 
 Each arm trains on the built-in clips, which start on the downbeat, with the flow cache
 runs/flow_cache_tiny.pt (the first arm run on a machine encodes it; earlier arms used
