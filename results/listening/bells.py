@@ -19,13 +19,15 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.getcwd())
-from classifier import ATTRIBUTES, load_or_train_classifier, log_mels  # noqa: E402
+sys.path.insert(0, os.path.join(os.getcwd(), "results", "listening"))
+from classifier import load_or_train_classifier, log_mels  # noqa: E402
+from common import autocast  # noqa: E402
 from data import SAMPLE_RATE  # noqa: E402
-from music import TEMPOS, render_clip  # noqa: E402
+from music import render_clip  # noqa: E402
 from pipeline import Pipeline  # noqa: E402
+from report import MID_BPM, RUN, SECONDS, SEEDS, judged  # noqa: E402
 from vocoder import griffin_lim  # noqa: E402
 
-RUN, SECONDS, SEEDS = "pretrained/tiny", 2.56, range(8)
 CAPTIONS = ["A slow, calm bells melody in a major key without drums.",  # the listening report's caption
             "A slow bells melody in a minor key without drums.",
             "slow bells, major key, no drums",
@@ -34,10 +36,10 @@ CAPTIONS = ["A slow, calm bells melody in a major key without drums.",  # the li
 
 def heard_major(judge, clips):
     """Share of clips the judge hears in the major mode."""
-    return round((judge.posteriors(clips)["mode"].argmax(1) == ATTRIBUTES["mode"].index("major")).float().mean().item(), 3)
+    return round(sum(heard["mode"] == "major" for heard in judged(judge, clips)) / len(clips), 3)
 
 
-def judged(mel_judge, audio_judge, mels, audio):
+def major_shares(mel_judge, audio_judge, mels, audio):
     """Share heard as major: the log-mels, their vocoder audio (given), their Griffin-Lim audio."""
     return {"log-mel": heard_major(mel_judge, mels), "the run's vocoder": heard_major(audio_judge, audio),
             "Griffin-Lim": heard_major(audio_judge, griffin_lim(mels))}
@@ -51,15 +53,16 @@ def main():
     rows = []
     for caption in CAPTIONS:
         mels, audio = map(torch.cat, zip(*[pipe.generate([caption], seconds=SECONDS, seed=s) for s in SEEDS]))
-        rows.append({"caption": caption, "heard_major": judged(mel_judge, audio_judge, mels, audio)})
+        rows.append({"caption": caption, "heard_major": major_shares(mel_judge, audio_judge, mels, audio)})
         print(json.dumps(rows[-1]), flush=True)
-    slow = (TEMPOS["slow"][0] + TEMPOS["slow"][1]) / 2
-    attributes = dict(instrument="bells", tempo="slow", mode="major", drums=False, bpm=slow, key="C")
+    attributes = dict(instrument="bells", tempo="slow", mode="major", drums=False, bpm=MID_BPM["slow"], key="C")
     real = torch.stack([torch.from_numpy(render_clip(attributes, SECONDS, SAMPLE_RATE, np.random.default_rng(s)))
                         for s in SEEDS])
     mels = log_mels(real)
+    with autocast(pipe.device, pipe.precision):  # the vocoder as the pipeline runs it on generated mels
+        vocoded = pipe.vocoder(mels).float()
     rows.append({"caption": "real slow major bells (8 renders)", "clean audio heard major": heard_major(audio_judge, real),
-                 "heard_major": judged(mel_judge, audio_judge, mels, pipe.vocoder(mels).float())})
+                 "heard_major": major_shares(mel_judge, audio_judge, mels, vocoded)})
     print(json.dumps(rows[-1]), flush=True)
     with open(os.path.join("results", "listening", "bells.json"), "w") as f:
         json.dump({"run": RUN, "seconds": SECONDS, "steps": 25, "cfg": 4.0, "seeds": len(SEEDS), "rows": rows}, f, indent=1)
