@@ -49,14 +49,16 @@ import torch
 import torch.nn.functional as F
 
 import flow
-from blocks import TIME_EMBED_DIM
 import stages
-from common import MODEL_CLASSES, STAGES, CheckpointError, checkpoint_dict, default_run, native_bf16, pick_device
+import train
+from audio import N_MELS, save_wav
+from blocks import TIME_EMBED_DIM
+from common import STAGES, CheckpointError, checkpoint_dict, default_run, native_bf16, pick_device
 from common import autocast as precision_autocast  # train_step_bench's flag is called autocast
 from common import save_checkpoint, stage_path
-from data import CLIP_SECONDS, N_MELS, save_wav
+from data import CLIP_SECONDS
 from model import PATCH, PRESETS, FluxMusic
-from pipeline import DEFAULT_CFG, DEFAULT_STEPS, Pipeline, frames_for
+from pipeline import DEFAULT_CFG, DEFAULT_STEPS, MODEL_CLASSES, Pipeline, frames_for
 from vae import VAEConfig
 
 # text tokens of a training sample (a caption is ~64 bytes); its music is a CLIP_SECONDS clip, 256 tokens
@@ -120,9 +122,9 @@ def model_flops(config, n_img, n_txt):
     return blocks * per_block + projections + vectors
 
 
-def tokens_for(seconds, freq_patch=PATCH):
-    """Music tokens of a clip: (frames / 4 / 2) time patches x (16 / freq_patch) frequency patches."""
-    return frames_for(seconds) // DOWNSAMPLE // PATCH * (LATENT_FREQ // freq_patch)
+def tokens_for(seconds):
+    """Music tokens of a clip: (frames / 4 / 2) time patches x (16 / 2) frequency patches."""
+    return frames_for(seconds) // DOWNSAMPLE // PATCH * (LATENT_FREQ // PATCH)
 
 
 # ----------------------------------------------------------------------------- the benchmarks
@@ -130,7 +132,7 @@ def tokens_for(seconds, freq_patch=PATCH):
 def flow_batch(config, batch, seconds, device):
     """A random training batch of the right shapes: latents, noise, times and text."""
     frames = frames_for(seconds)
-    channels = config.in_channels // (PATCH * config.freq_patch)
+    channels = config.in_channels // (PATCH * PATCH)
     x0 = torch.randn(batch, channels, frames // DOWNSAMPLE, LATENT_FREQ, device=device)
     txt = torch.randn(batch, TEXT_TOKENS, config.context_in_dim, device=device)
     mask = torch.ones(batch, TEXT_TOKENS, dtype=torch.bool, device=device)
@@ -160,7 +162,7 @@ def train_step_bench(preset, device, batch, repeats=3, autocast=False, compile=F
     sync(device)
     first = time.perf_counter() - start
     seconds = seconds_per_call(step, device, repeats, warmup=1)
-    n_img = tokens_for(CLIP_SECONDS, config.freq_patch)
+    n_img = tokens_for(CLIP_SECONDS)
     flops = 3 * model_flops(config, n_img, TEXT_TOKENS) * batch
     result = {"batch": batch, "step_ms": 1000 * seconds, "samples_per_s": batch / seconds,
               "tokens_per_s": batch * (n_img + TEXT_TOKENS) / seconds, "gflops": flops / seconds / 1e9,
@@ -182,7 +184,7 @@ def attention_bench(preset, device, batch, seconds, repeats=5):
     """Forward + backward of one attention call at a preset's head shape: fused vs explicit."""
     config = PRESETS[preset]
     heads, head_dim = config.num_heads, config.hidden_size // config.num_heads
-    n = tokens_for(seconds, config.freq_patch) + TEXT_TOKENS
+    n = tokens_for(seconds) + TEXT_TOKENS
     q, k, v = (torch.randn(batch, heads, n, head_dim, device=device, requires_grad=True) for _ in range(3))
     mask = torch.ones(batch, 1, 1, n, dtype=torch.bool, device=device)
 
@@ -215,7 +217,6 @@ def stage_step_bench(run_dir, device, config, variants, repeats):
     `variants` (e.g. "fp32", "bf16 compiled"); compiled only applies to the flow stage. The
     frozen models come from `run_dir`; the flow stage's feature cache is written to a temporary
     folder, never into the run."""
-    import train  # the training loop's World and stage sizes; not needed by the other benchmarks
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         for stage in STAGES[:-1]:
@@ -277,7 +278,6 @@ def sizes(device, quick):
 
 def train_sizes(name):
     """train.py's --tiny or --smoke sizes, on 64 rendered clips (the step time does not depend on how many)."""
-    import train
     config = train.TINY if name == "tiny" else train.SMOKE
     return replace(config, num_clips=min(config.num_clips, 64), num_val_clips=min(config.num_val_clips, 4))
 

@@ -43,8 +43,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from common import load_checkpoint, save_checkpoint
-from data import HOP, INSTRUMENTS, MODES, N_FFT, N_MELS, SAMPLE_RATE, TEMPOS, MelSpectrogram, SynthMusicDataset
-from vocoder import griffin_lim, mel_analyser, mel_to_linear
+from audio import FRAMES_PER_SECOND, HOP, N_FFT, N_MELS, SAMPLE_RATE, MelSpectrogram, griffin_lim, mel_analyser, mel_to_linear
+from data import SynthMusicDataset
+from music import INSTRUMENTS, MODES, TEMPOS
 
 ATTRIBUTES = {"instrument": INSTRUMENTS, "tempo": tuple(TEMPOS), "mode": MODES, "drums": (False, True)}
 CHANCE = {name: 1 / len(values) for name, values in ATTRIBUTES.items()}
@@ -111,7 +112,7 @@ class AttributeClassifier(nn.Module):
         c = self.config
         mel = self.mel(clips) if c.input == "audio" else clips
         if mel.shape[1] <= c.lags + 1:
-            raise ValueError(f"the attribute classifier needs clips longer than {(c.lags + 2) / 100:.2f} s")
+            raise ValueError(f"the attribute classifier needs clips longer than {(c.lags + 2) / FRAMES_PER_SECOND:.2f} s")
         timbre = torch.cat([mel.mean(1), mel.std(1)], dim=1)
         onset = F.relu(mel.diff(dim=1)).mean(2)  # spectral flux: energy arriving, frame by frame
         onset = onset - onset.mean(1, keepdim=True)
@@ -230,3 +231,60 @@ def load_or_train_classifier(run_dir, seconds, seed=0, num_clips=1200, steps=600
     save_checkpoint({"config": asdict(model.config), "model": model.state_dict(), "recipe": recipe,
                      "test_accuracy": test_accuracy}, path)
     return model, test_accuracy
+
+
+# ----------------------------------------------------------------------------- the beat grid (experiments/)
+# The tempo head hears how often onsets come. These ask more of the onsets, for experiments/ and
+# docs/RESULTS.md ("The beat grid"): is there a steady pulse, is it the asked one, and do the
+# onsets sit on the clip's eighth-note grid?
+
+def eighth_frames(bpm):
+    """Log-mel frames in an eighth note (half a beat) at `bpm`."""
+    return 30 * FRAMES_PER_SECOND / bpm
+
+
+def onset_autocorrelation(mel, max_lag=120):
+    """(B, T, 64) log-mels -> (B, max_lag - 1): the spectral flux's autocorrelation at lags 1 .. max_lag - 1
+    (the tempo feature of AttributeClassifier.features)."""
+    onset = F.relu(mel.diff(dim=1)).mean(2)
+    onset = onset - onset.mean(1, keepdim=True)
+    power = onset.square().mean(1) + 1e-8
+    return torch.stack([(onset[:, :-lag] * onset[:, lag:]).mean(1) / power for lag in range(1, max_lag)], 1)
+
+
+def onset_peaks(onset):
+    """Frames where one clip's spectral flux (T,) has a local maximum above its mean + one standard deviation."""
+    high = onset.mean() + onset.std()
+    return [t for t in range(1, len(onset) - 1)
+            if onset[t] > high and onset[t] >= onset[t - 1] and onset[t] >= onset[t + 1]]
+
+
+def onsets_on_grid(mel, attributes, lead=3, tolerance=3):
+    """Share of onset peaks within `tolerance` frames of each clip's eighth-note grid, for the first peak
+    after the opening note and for all later ones; and of the later ones on the grid through the first
+    peak (the spacing kept, whatever the phase). The flux peaks `lead` frames early: the 1024-sample
+    window reaches a note 3.2 frames before its centre does."""
+    first, later, kept = [], [], []
+    for clip, a in zip(mel, attributes):
+        eighth = eighth_frames(a["bpm"])
+        peaks = [p for p in onset_peaks(F.relu(clip.diff(dim=0)).mean(1)) if p > 8]
+        near = [min(abs(p - (k * eighth - lead)) for k in range(1, int(len(clip) / eighth) + 2)) <= tolerance
+                for p in peaks]
+        first += near[:1]
+        later += near[1:]
+        kept += [min(abs(p - peaks[0] - k * eighth) for k in range(int(len(clip) / eighth) + 2)) <= tolerance
+                 for p in peaks[1:]]
+    return {"first_onset_on_grid": sum(first) / max(1, len(first)),
+            "later_onsets_on_grid": sum(later) / max(1, len(later)),
+            "later_onsets_on_first_onsets_grid": sum(kept) / max(1, len(kept))}
+
+
+def beat_grid(mel, attributes):
+    """The pulse of a set of log-mels: the autocorrelation's highest peak at the lags of 60-160 bpm
+    eighths and quarters (15-110 frames: any steady pulse?), its value at each clip's true eighth (the
+    asked pulse?), and onsets_on_grid. Means over the clips."""
+    ac = onset_autocorrelation(mel)
+    eighth = [round(eighth_frames(a["bpm"])) for a in attributes]
+    return {"pulse_peak": ac[:, 14:110].max(1).values.mean().item(),
+            "at_true_eighth": torch.stack([ac[i, e - 1] for i, e in enumerate(eighth)]).mean().item(),
+            **onsets_on_grid(mel, attributes)}

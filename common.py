@@ -35,15 +35,7 @@ from dataclasses import asdict
 
 import torch
 
-from model import FluxMusic, FluxMusicConfig
-from text import CLAP, CLAPConfig, T5Config, T5Encoder
-from vae import VAE, VAEConfig
-from vocoder import HiFiGAN, HiFiGANConfig
-
 STAGES = ("vae", "vocoder", "clap", "t5", "flow")  # training order: each may use the ones before it
-# Each checkpoint's model class and config class, so a checkpoint rebuilds its own model.
-MODEL_CLASSES = {"vae": (VAE, VAEConfig), "vocoder": (HiFiGAN, HiFiGANConfig), "clap": (CLAP, CLAPConfig),
-                 "t5": (T5Encoder, T5Config), "flow": (FluxMusic, FluxMusicConfig)}
 
 
 class CheckpointError(RuntimeError):
@@ -199,31 +191,6 @@ def checkpoint_dict(stage, model, step, done, run_config, history=(), ema=None, 
     return {"stage": stage, "done": done, "step": step, "config": asdict(model.config),
             "model": model.state_dict(), "ema": ema.state_dict() if ema is not None else None,
             "history": list(history), "metrics": metrics or {}, "run_config": run_config, **training_state}
-
-
-def load_stage(run_dir, stage, device="cpu", return_checkpoint=False):
-    """Rebuild one trained part from its checkpoint (eval mode, frozen)."""
-    path = stage_path(run_dir, stage)
-    checkpoint = load_checkpoint(path, made_by=train_command(run_dir))
-    if not checkpoint.get("done"):
-        raise CheckpointError(f"{path} is an unfinished training checkpoint: run `{train_command(run_dir, stage)}` "
-                              f"to finish it (it resumes from step {checkpoint.get('step', 0)})")
-    model_class, config_class = MODEL_CLASSES[stage]
-    try:
-        config = config_class(**checkpoint["config"])
-    except (TypeError, ValueError) as error:  # a config this version of the code no longer builds
-        raise CheckpointError(f"{path} was written by another version of this code ({error}); "
-                              f"delete it and retrain it with `{train_command(run_dir, stage)}`") from None
-    model = model_class(config)
-    weights = checkpoint.get("ema") or checkpoint["model"]  # EMA weights are the ones to sample with
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as error:
-        first_line = str(error).splitlines()[0]
-        raise CheckpointError(f"{path} does not match its stored config {config} ({first_line}); "
-                              f"retrain with `{train_command(run_dir, stage)}`") from None
-    model = model.to(device).eval().requires_grad_(False)
-    return (model, checkpoint) if return_checkpoint else model
 
 
 # ----------------------------------------------------------------------------- command-line types

@@ -20,7 +20,8 @@ import os
 import shutil
 import sys
 
-from common import STAGES, CheckpointError, checkpoint_dict, load_stage, save_checkpoint, stage_path
+from common import STAGES, CheckpointError, checkpoint_dict, save_checkpoint, stage_path
+from pipeline import load_stage
 
 # evaluation files worth shipping with the weights: small, and slow to remake
 KEPT_FILES = ("attribute_classifier.pt", "mel_attribute_classifier.pt", "metrics.json", "chain.json", "sweep.json",

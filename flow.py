@@ -74,13 +74,12 @@ w = 0 ignores the caption, w = 1 is the plain conditional model, w > 1 (the pape
 trades diversity for adherence to the caption. A "negative prompt" simply replaces the empty
 caption in v_u. Both passes run as one forward on a doubled batch.
 
-The whole training step, minRF-style, is `rectified_flow_loss`: draw t and eps, interpolate,
-regress onto the velocity. The flow stage of `train.py` calls exactly that function (it draws
-t and eps for the global batch itself, so every process of a DDP run takes its own slice).
-
-The file is laid out as: training (path, target, loss, timesteps, the training step),
-sampling (schedule and ODE steps), guidance, and the classic DDPM/DDIM baseline with its own
-training step (`ddpm_loss`, same signature) and sampler, so the two can share one network.
+The whole training step is four lines, written out in `stages.FlowStage.train_step`: draw
+t and eps, z_t = interpolate(x0, eps, t), v = v_theta(z_t, t, caption), loss = mean (v - (eps - x0))^2.
+This file holds its pieces and the samplers: training (path, target, loss, timesteps),
+sampling (schedule and ODE steps), guidance, and the classic DDPM/DDIM baseline (its noising,
+which the same training step uses with the noise as target, and its sampler), so the two can
+share one network.
 
 References
 - Fei et al., "FLUX that Plays Music" (FluxMusic), arXiv 2409.00587
@@ -145,22 +144,6 @@ def sample_timesteps(n, method="logit_normal", mean=0.0, std=1.0, generator=None
     raise ValueError(f"unknown timestep method {method!r}; use 'logit_normal' or 'uniform'")
 
 
-def rectified_flow_loss(model_fn, x0, noise=None, t=None, generator=None):
-    """One training step of rectified flow, everything but the optimiser:
-
-        eps ~ N(0, I),  t ~ logit-normal,  z_t = (1 - t) x0 + t eps,  loss = mean (v_theta(z_t, t) - (eps - x0))^2
-
-    model_fn(z, t) is the network with its conditioning bound. `noise` and `t` are drawn here
-    (on the CPU, from `generator`) unless the caller passes them in.
-    """
-    if noise is None:
-        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-    if t is None:
-        t = sample_timesteps(len(x0), generator=generator).to(x0.device)
-    z_t = interpolate(x0, noise, t)
-    return flow_loss(model_fn(z_t, t), x0, noise)
-
-
 # ----------------------------------------------------------------------------- sampling
 
 
@@ -220,16 +203,6 @@ def sample(velocity_fn, noise, steps=50, sampler="euler", shift=1.0, return_path
 
 
 # ----------------------------------------------------------------------------- guidance
-
-
-def drop_conditions(cond, empty, drop):
-    """Guidance's training half: rows of `cond` where `drop` (B,) is True get the empty caption's
-    condition instead, so one network learns v(z, t | c) and v(z, t | empty) together.
-
-    cond: dict of (B, ...) tensors; empty: the same keys, one un-batched row each.
-    """
-    return {key: torch.where(drop.view(-1, *[1] * (value.dim() - 1)), empty[key].to(value.dtype), value)
-            for key, value in cond.items()}
 
 
 def cfg_velocity(v_cond, v_uncond, scale):
@@ -324,29 +297,6 @@ DDPM_ALPHAS_CUMPROD = ddpm_schedule()
 def sample_ddpm_timesteps(n, num_steps=DDPM_STEPS, generator=None, device=None):
     """n integer training steps, uniform on 0 .. num_steps - 1: a (n,) long tensor."""
     return torch.randint(num_steps, (n,), generator=generator, device=device)
-
-
-def sample_ddpm_times(n, generator=None, device=None):
-    """The same uniform steps as times t = k / K, the form the shared network is called with."""
-    return sample_ddpm_timesteps(n, generator=generator, device=device) / DDPM_STEPS
-
-
-def ddpm_loss(model_fn, x0, noise=None, t=None, generator=None):
-    """One training step of DDPM, with `rectified_flow_loss`'s signature: t = k / K (k uniform),
-    x_k = sqrt(abar_k) x0 + sqrt(1 - abar_k) eps, and the "simple" loss mean (eps_theta(x_k, t) - eps)^2."""
-    if noise is None:
-        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
-    if t is None:
-        t = sample_ddpm_times(len(x0), generator=generator).to(x0.device)
-    k = (t * DDPM_STEPS).round().long().clamp(max=DDPM_STEPS - 1)
-    x_k = ddpm_noising(x0, noise, k, DDPM_ALPHAS_CUMPROD)
-    return ((model_fn(x_k, t) - noise) ** 2).mean()
-
-
-# The two training objectives the flow stage can run on one network: how each draws its
-# training times, and its loss (both take model_fn(z, t), x0, noise, t).
-OBJECTIVES = {"rectified_flow": (sample_timesteps, rectified_flow_loss),
-              "ddpm": (sample_ddpm_times, ddpm_loss)}
 
 
 def ddim_step(eps, x, a, a_next):

@@ -4,10 +4,9 @@ Input is a VAE latent z_t of shape (B, 8, T, F) (T latent frames, F = 16 frequen
 flow time t. It is cut into 2x2 patches, each flattened to 8·2·2 = 32 numbers, giving a
 sequence of N = (T/2)·(F/2) tokens in time-major order: token n = i·(F/2) + j is the patch
 at time index i and frequency index j, and gets the position ids (0, i, j) for RoPE.
-(`freq_patch` makes a token 2 x p instead, (T/2)·(F/p) tokens of 8·2·p numbers: an experiment of
-README's "The beat grid"; every preset keeps the paper's p = 2.) `time_id_scale` s makes the time
-id s·i: RoPE's fastest pair of channels turns by 1 rad per id, so with s = 1 no channel can turn
-as fast as a beat of a few tokens (README, "A beat needs a fast rotation"; the tiny presets use 2.5).
+`time_id_scale` s makes the time id s·i: RoPE's fastest pair of channels turns by 1 rad per id,
+so with s = 1 no channel can turn as fast as a beat of a few tokens (the tiny presets use 2.5;
+docs/RESULTS.md, "The beat grid").
 
     tokens    = img_in(patchify(z_t))                       (B, N, H)
     text      = txt_in(c)                                    (B, L, H)   T5 features
@@ -46,12 +45,12 @@ import torch.nn as nn
 from blocks import (TIME_EMBED_DIM, DoubleStreamBlock, EmbedND, LastLayer, MLPEmbedder,
                     SingleStreamBlock, timestep_embedding)
 
-PATCH = 2  # the paper's 2x2 patches: latent frames per token, and the default frequency rows (freq_patch)
+PATCH = 2  # the paper's 2x2 patches: latent frames and frequency rows per token
 
 
 @dataclass
 class FluxMusicConfig:
-    in_channels: int = 32            # channels of one patch token: latent channels * 2 * freq_patch
+    in_channels: int = 32            # channels of one patch token: latent channels * 2 * 2
     vec_in_dim: int = 768            # pooled CLAP text embedding y
     context_in_dim: int = 4096       # T5 token features c
     hidden_size: int = 512
@@ -62,7 +61,6 @@ class FluxMusicConfig:
     axes_dim: list = field(default_factory=lambda: [8, 12, 12])  # RoPE channels per id axis
     theta: int = 10000
     qkv_bias: bool = True
-    freq_patch: int = PATCH          # frequency rows per token (the paper: 2, square patches)
     time_id_scale: float = 1.0       # RoPE time id of time patch i is i * this (the paper: 1)
 
     def __post_init__(self):
@@ -72,18 +70,17 @@ class FluxMusicConfig:
         if sum(self.axes_dim) != head_dim:
             raise ValueError(f"axes_dim {self.axes_dim} must sum to the head dimension "
                              f"hidden_size/num_heads = {head_dim}")
-        if self.in_channels % (PATCH * self.freq_patch):
-            raise ValueError(f"in_channels {self.in_channels} must be latent channels * {PATCH * self.freq_patch}")
+        if self.in_channels % (PATCH * PATCH):
+            raise ValueError(f"in_channels {self.in_channels} must be latent channels * {PATCH * PATCH}")
 
 
 _OFFICIAL = dict(in_channels=32, vec_in_dim=768, context_in_dim=4096, num_heads=16, qkv_bias=True)
 _TINY = dict(vec_in_dim=128, context_in_dim=128, depth=2, depth_single_blocks=2, axes_dim=[8, 12, 12],
              time_id_scale=2.5)
 PRESETS = {
-    # ours, for `train.py --tiny`: fed by text.py's small encoders (width 128) on 2.56 s clips
-    # (about 0.6 s per AdamW step at batch 16 x (256 music + 128 text tokens) on a 2-core CPU).
-    # Time ids 2.5 per token: the fastest RoPE pair then turns 2.5 rad a token, as fast as an eighth
-    # note at 160 bpm (README, "A beat needs a fast rotation": held-out tempo on the mel 0.52 -> 0.62)
+    # ours, for `train.py --tiny`: fed by text.py's small encoders (width 128) on 2.56 s clips;
+    # time ids 2.5 a token, so the fastest RoPE pair turns as fast as an eighth note at 160 bpm
+    # (docs/RESULTS.md, "The beat grid")
     "tiny": FluxMusicConfig(**_TINY, hidden_size=128, num_heads=4),
     # half and double its width at the same head size, for the model-size ablation (notebook 09)
     "tiny-narrow": FluxMusicConfig(**_TINY, hidden_size=64, num_heads=2),
@@ -98,33 +95,33 @@ PRESETS = {
 
 # ----------------------------------------------------------------------------- patches and ids
 
-def patchify(latent, freq_patch=PATCH):
-    """(B, C, T, F) latent -> (B, (T/2)*(F/p), C*2*p) tokens of 2 x p patches (p = freq_patch),
-    time-major, channels ordered (c, dt, df)."""
+def patchify(latent):
+    """(B, C, T, F) latent -> (B, (T/2)*(F/2), C*2*2) tokens of 2x2 patches, time-major,
+    channels ordered (c, dt, df)."""
     if latent.ndim != 4:
         raise ValueError(f"patchify expects a latent of shape (B, C, T, F), got {tuple(latent.shape)}")
     b, c, t, f = latent.shape
-    if t % PATCH or f % freq_patch:
-        raise ValueError(f"latent time {t} and frequency {f} sizes must be multiples of {PATCH} and {freq_patch} "
-                         f"for {PATCH}x{freq_patch} patches; crop or pad the clip")
-    x = latent.reshape(b, c, t // PATCH, PATCH, f // freq_patch, freq_patch)
-    return x.permute(0, 2, 4, 1, 3, 5).reshape(b, (t // PATCH) * (f // freq_patch), c * PATCH * freq_patch)
+    if t % PATCH or f % PATCH:
+        raise ValueError(f"latent time {t} and frequency {f} sizes must be multiples of {PATCH} "
+                         f"for {PATCH}x{PATCH} patches; crop or pad the clip")
+    x = latent.reshape(b, c, t // PATCH, PATCH, f // PATCH, PATCH)
+    return x.permute(0, 2, 4, 1, 3, 5).reshape(b, (t // PATCH) * (f // PATCH), c * PATCH * PATCH)
 
 
-def unpatchify(tokens, T, F, freq_patch=PATCH):
-    """Inverse of patchify: (B, (T/2)*(F/p), C*2*p) -> (B, C, T, F)."""
+def unpatchify(tokens, T, F):
+    """Inverse of patchify: (B, (T/2)*(F/2), C*2*2) -> (B, C, T, F)."""
     b, n, d = tokens.shape
-    if n != (T // PATCH) * (F // freq_patch) or d % (PATCH * freq_patch) or T % PATCH or F % freq_patch:
+    if n != (T // PATCH) * (F // PATCH) or d % (PATCH * PATCH) or T % PATCH or F % PATCH:
         raise ValueError(f"cannot unpatchify {tuple(tokens.shape)} tokens into a latent with T={T}, F={F}")
-    c = d // (PATCH * freq_patch)
-    x = tokens.reshape(b, T // PATCH, F // freq_patch, c, PATCH, freq_patch)
+    c = d // (PATCH * PATCH)
+    x = tokens.reshape(b, T // PATCH, F // PATCH, c, PATCH, PATCH)
     return x.permute(0, 3, 1, 4, 2, 5).reshape(b, c, T, F)
 
 
-def make_img_ids(batch, T, F, device=None, freq_patch=PATCH, time_scale=1.0):
-    """Position ids (B, (T/2)*(F/p), 3) = (0, time-patch index * time_scale, freq-patch index), time-major."""
+def make_img_ids(batch, T, F, device=None, time_scale=1.0):
+    """Position ids (B, (T/2)*(F/2), 3) = (0, time-patch index * time_scale, freq-patch index), time-major."""
     time_index, freq_index = torch.meshgrid(torch.arange(T // PATCH, device=device, dtype=torch.float32) * time_scale,
-                                            torch.arange(F // freq_patch, device=device, dtype=torch.float32),
+                                            torch.arange(F // PATCH, device=device, dtype=torch.float32),
                                             indexing="ij")
     ids = torch.stack([torch.zeros_like(time_index), time_index, freq_index], dim=-1).reshape(1, -1, 3)
     return ids.expand(batch, -1, -1)
@@ -198,9 +195,6 @@ class FluxMusic(nn.Module):
             nn.init.zeros_(linear.weight)
             nn.init.zeros_(linear.bias)
 
-    def num_params(self):
-        return sum(p.numel() for p in self.parameters())
-
     def check_inputs(self, x, img_ids, txt, txt_ids, t, y, txt_mask):
         c, (b, n) = self.config, x.shape[:2]
         expect = {
@@ -241,20 +235,20 @@ class FluxMusic(nn.Module):
             joint = block(joint, vec, pe, mask)
         return self.final_layer(joint[:, txt.shape[1]:], vec)
 
-    def velocity(self, latent, t, txt, txt_mask, y):
+    def velocity(self, latent, t, txt, txt_mask, y, forward=None):
         """Latent (B, C, T, F) at time t (B,) or scalar -> velocity (B, C, T, F).
 
         The entry point for training and sampling: patchify, build the position ids, run
-        forward, unpatchify.
+        forward, unpatchify. `forward` is this model's forward by default; training passes the
+        model wrapped by DistributedDataParallel or torch.compile, which must see the call.
         """
-        p = self.config.freq_patch
-        if latent.ndim != 4 or latent.shape[1] * PATCH * p != self.config.in_channels:
-            raise ValueError(f"expected a latent (B, {self.config.in_channels // (PATCH * p)}, T, F), "
+        if latent.ndim != 4 or latent.shape[1] * PATCH * PATCH != self.config.in_channels:
+            raise ValueError(f"expected a latent (B, {self.config.in_channels // (PATCH * PATCH)}, T, F), "
                              f"got {tuple(latent.shape)}")
         b, _, T, F = latent.shape
         t = torch.as_tensor(t, dtype=torch.float32, device=latent.device)
         t = t.expand(b) if t.ndim == 0 else t
-        tokens = patchify(latent, p)
-        out = self.forward(tokens, make_img_ids(b, T, F, latent.device, p, self.config.time_id_scale), txt,
-                           make_txt_ids(b, txt.shape[1], latent.device), t, y, txt_mask)
-        return unpatchify(out, T, F, p)
+        img_ids = make_img_ids(b, T, F, latent.device, self.config.time_id_scale)
+        out = (forward or self)(patchify(latent), img_ids, txt, make_txt_ids(b, txt.shape[1], latent.device), t, y,
+                                txt_mask)
+        return unpatchify(out, T, F)

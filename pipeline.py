@@ -22,12 +22,13 @@ References
 import torch
 
 import flow
-from common import CheckpointError, autocast, load_stage, precision_for, train_command
-from data import CLIP_SECONDS, HOP, N_MELS, SAMPLE_RATE
-from model import PATCH
-from text import ByteTokenizer
-from vae import VAEConfig
-from vocoder import griffin_lim
+from audio import FRAMES_PER_SECOND, HOP, N_MELS, SAMPLE_RATE, griffin_lim
+from common import CheckpointError, autocast, load_checkpoint, precision_for, stage_path, train_command
+from data import CLIP_SECONDS
+from model import PATCH, FluxMusic, FluxMusicConfig
+from text import CLAP, ByteTokenizer, CLAPConfig, T5Config, T5Encoder
+from vae import VAE, VAEConfig
+from vocoder import HiFiGAN, HiFiGANConfig
 
 # a clip's frame count must survive the VAE's downsampling and then the 2x2 patching: 4 * 2 = 8
 FRAMES_MULTIPLE = VAEConfig().downsample * PATCH
@@ -36,6 +37,12 @@ DEFAULT_CFG = 4.0  # classifier-free guidance scale, chosen by measurement: see 
 # sample.py's Euler steps: 25 measured as good as 50 on every metric (README's samplers table and
 # quality curve) at half the wait; evaluate.py keeps 50 so its tables compare across runs
 DEFAULT_STEPS = 25
+NOISE_SEED_STRIDE = 100_003  # caption i of a call with seed s draws its noise from seed s * stride + i
+# Settings that older checkpoints (pretrained/tiny) store and the code has since fixed at this value.
+RETIRED_SETTINGS = {"freq_patch": PATCH}
+# Each checkpoint's model class and config class, so a checkpoint rebuilds its own model.
+MODEL_CLASSES = {"vae": (VAE, VAEConfig), "vocoder": (HiFiGAN, HiFiGANConfig), "clap": (CLAP, CLAPConfig),
+                 "t5": (T5Encoder, T5Config), "flow": (FluxMusic, FluxMusicConfig)}
 
 
 class Pipeline:
@@ -100,7 +107,7 @@ class Pipeline:
         frames, vae = frames_for(seconds), self.vae.config
         noise = torch.stack([
             torch.randn(vae.latent_channels, frames // vae.downsample, N_MELS // vae.downsample,
-                        generator=torch.Generator().manual_seed(seed * 100_003 + i))
+                        generator=torch.Generator().manual_seed(seed * NOISE_SEED_STRIDE + i))
             for i in range(len(captions))]).to(self.device)
         cond = self.encode_text(captions)  # both at the tokenizer's full length: they stack into one batch
         uncond = self.encode_text([negative_prompt] * len(captions))
@@ -128,6 +135,32 @@ class Pipeline:
         return self.latents_to_audio(self.generate_latents(captions, **options))
 
 
+def load_stage(run_dir, stage, device="cpu", return_checkpoint=False):
+    """Rebuild one trained part from its checkpoint (eval mode, frozen)."""
+    path = stage_path(run_dir, stage)
+    checkpoint = load_checkpoint(path, made_by=train_command(run_dir))
+    if not checkpoint.get("done"):
+        raise CheckpointError(f"{path} is an unfinished training checkpoint: run `{train_command(run_dir, stage)}` "
+                              f"to finish it (it resumes from step {checkpoint.get('step', 0)})")
+    model_class, config_class = MODEL_CLASSES[stage]
+    stored = {key: value for key, value in checkpoint["config"].items() if RETIRED_SETTINGS.get(key, object()) != value}
+    try:
+        config = config_class(**stored)
+    except (TypeError, ValueError) as error:  # a config this version of the code no longer builds
+        raise CheckpointError(f"{path} was written by another version of this code ({error}); "
+                              f"delete it and retrain it with `{train_command(run_dir, stage)}`") from None
+    model = model_class(config)
+    weights = checkpoint.get("ema") or checkpoint["model"]  # EMA weights are the ones to sample with
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as error:
+        first_line = str(error).splitlines()[0]
+        raise CheckpointError(f"{path} does not match its stored config {config} ({first_line}); "
+                              f"retrain with `{train_command(run_dir, stage)}`") from None
+    model = model.to(device).eval().requires_grad_(False)
+    return (model, checkpoint) if return_checkpoint else model
+
+
 def beats_griffin_lim(metrics):
     """Whether a vocoder stage's held-out metrics beat Griffin–Lim on both of its distances to the
     real audio (log-mel L1 and multi-resolution STFT). A run without those numbers (a user's
@@ -144,7 +177,7 @@ def frames_for(seconds):
                          f"{FRAMES_MULTIPLE * HOP / SAMPLE_RATE:.2f} s")
     if seconds > MAX_SECONDS:  # attention's cost grows with the square of the token count
         raise ValueError(f"--seconds {seconds} is too long: at most {MAX_SECONDS} s per clip "
-                         f"({MAX_SECONDS * 100} tokens); generate several clips instead")
+                         f"({MAX_SECONDS * FRAMES_PER_SECOND} tokens); generate several clips instead")
     return frames
 
 

@@ -18,9 +18,10 @@ import sys
 import warnings
 
 import torch
+from matplotlib.figure import Figure  # not pyplot: no backend to choose, none switched under a notebook
 
 from common import PRECISIONS, CheckpointError, default_run, pick_device, positive_int
-from data import AUDIO_EXTENSIONS, save_wav
+from audio import AUDIO_EXTENSIONS, FRAMES_PER_SECOND, save_wav
 from pipeline import DEFAULT_CFG, DEFAULT_STEPS, Pipeline, frames_for
 
 DEFAULT_PROMPT = "A slow, melancholic piano piece in a minor key, without drums."
@@ -110,11 +111,10 @@ def slug(text, length=40):
 
 
 def save_spectrogram(path, mel, caption):
-    from matplotlib.figure import Figure  # not pyplot: no backend to choose, none switched under a notebook
     fig = Figure(figsize=(7, 3), dpi=90)
     ax = fig.subplots()
     image = ax.imshow(mel.T.cpu().numpy(), origin="lower", aspect="auto", cmap="magma",
-                      extent=[0, mel.shape[0] / 100, 0, mel.shape[1]])
+                      extent=[0, mel.shape[0] / FRAMES_PER_SECOND, 0, mel.shape[1]])
     ax.set_xlabel("time (s)"), ax.set_ylabel("mel bin"), ax.set_title(caption[:90] or "(unconditional)", fontsize=8)
     fig.colorbar(image, ax=ax, label="log-mel")
     fig.tight_layout()

@@ -29,9 +29,9 @@ References
 """
 
 import copy
-import functools
 import math
 import os
+from dataclasses import replace
 from functools import cached_property
 
 import numpy as np
@@ -44,13 +44,13 @@ import flow
 import text
 import vae as vae_lib
 import vocoder as vocoder_lib
-from common import STAGES, autocast, describe_precision, load_checkpoint, load_stage, precision_for, save_checkpoint
-from data import AudioFolderDataset, MelSpectrogram, SynthMusicDataset, save_wav
+from common import STAGES, autocast, describe_precision, load_checkpoint, precision_for, save_checkpoint
+from audio import MelSpectrogram, save_wav
+from data import AudioFolderDataset, SynthMusicDataset
 from model import PRESETS, FluxMusic
-from pipeline import Pipeline
+from pipeline import Pipeline, load_stage
 
 ENCODE_BATCH = 64            # clips per forward when computing mels and frozen features (memory, not maths)
-HELD_OUT_FRACTION = 10       # a user folder keeps one clip in ten for held-out metrics
 SAMPLES_PER_CHECK = 2        # held-out captions the flow stage plays as it trains
 VAL_TIMES = (0.05, 0.95)     # the flow's held-out loss is measured at evenly spaced t in this range
 HELD_OUT_SEED = 0            # held-out noise and span corruption: the same in every run, so runs compare
@@ -93,12 +93,10 @@ class Context:
         if self.data_dir is None:
             return (SynthMusicDataset("train", c.num_clips, c.seconds, c.seed, c.captions_per_clip),
                     SynthMusicDataset("test", c.num_val_clips, c.seconds, c.seed))
-        train = AudioFolderDataset(self.data_dir, c.seconds, train=True, seed=c.seed)
-        val = AudioFolderDataset(self.data_dir, c.seconds, train=False, seed=c.seed)
-        held_out = max(1, len(val) // HELD_OUT_FRACTION) if len(val) > 1 else 0
-        train_ids = list(range(len(val) - held_out))
-        val_ids = list(range(len(val) - held_out, len(val))) or [0]
-        return torch.utils.data.Subset(train, train_ids), torch.utils.data.Subset(val, val_ids)
+        train, held_out = AudioFolderDataset(self.data_dir, c.seconds).split_by_file()
+        # held-out metrics on at most num_val_clips windows, spread evenly over the held-out files
+        keep = torch.linspace(0, len(held_out) - 1, min(len(held_out), c.num_val_clips)).round().long()
+        return train, torch.utils.data.Subset(held_out, keep.tolist())
 
     @cached_property
     def train(self):
@@ -166,6 +164,25 @@ def optimise(loss, model, optimizer, max_norm=1.0):
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
         optimizer.step()
     return loss.item()
+
+
+def compiled_or_eager(module):
+    """`module` compiled by torch.compile, which compiles on the first call; if that call fails (no
+    C++ compiler, an unsupported platform) it says so once and runs `module` eagerly from then on."""
+    compiled = torch.compile(module)
+
+    def call(*args):
+        nonlocal compiled
+        if compiled is not module:
+            try:
+                return compiled(*args)
+            except Exception as error:
+                reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+                print(f"warning: torch.compile failed ({reason}); the flow stage runs eagerly "
+                      "(--no-compile skips trying)")
+                compiled = module
+        return module(*args)
+    return call
 
 
 def learning_rate_factor(step, steps, warmup_fraction=0.05, floor=0.1, decay_fraction=1.0):
@@ -381,21 +398,50 @@ class FlowStage(Stage):
         super().__init__(context)
         self.cache = self.frozen_features()
         base = PRESETS[self.run_config.preset]
-        config = type(base)(**{**base.__dict__, "context_in_dim": self.cache["txt"].shape[-1],
-                               "vec_in_dim": self.cache["y"].shape[-1]})
+        config = replace(base, context_in_dim=self.cache["txt"].shape[-1], vec_in_dim=self.cache["y"].shape[-1])
         self.model = FluxMusic(config).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
-        self.sample_times, self.loss_fn = flow.OBJECTIVES[self.run_config.objective]
-        if self.run_config.objective == "rectified_flow":  # SD3's knob: shift the training t towards noise
-            self.sample_times = functools.partial(self.sample_times, mean=self.run_config.time_mean)
-        self.eager_objective = self.objective = self.wrap(self.model, self.loss)
+        self.net = distributed(self.model, context.world)  # under torchrun, DDP averages the gradients
         if self.run_config.compile:  # fuses the many small ops of a narrow model; weights stay shared
-            self.objective = torch.compile(self.eager_objective)
+            self.net = compiled_or_eager(self.net)
         self.optimizers["main"] = self.adamw(self.model, weight_decay=0.0)
 
-    def loss(self, model, x0, noise, t, txt, txt_mask, y):
-        """The objective's loss with the network's caption bound: model_fn(z, t) = v_theta(z, t, c, y)."""
-        return self.loss_fn(lambda z, times: model.velocity(z, times, txt, txt_mask, y), x0, noise, t)
+    def train_step(self, step):
+        """One step of rectified flow, minRF's with a caption:
+        z_t = (1 - t) x0 + t eps,  loss = || v_theta(z_t, t, c, y) - (eps - x0) ||^2."""
+        c, n, generator = self.cache, self.size.batch_size, self.rng(step)
+        # the global batch: a random phrasing of a random clip, its caption swapped for "" with
+        # probability caption_dropout (so one network also learns the unconditional field CFG needs)
+        phrasing = torch.randint(c["num_captions"], (n,), generator=generator)
+        drop = torch.rand(n, generator=generator) < self.run_config.caption_dropout
+        txt = torch.where(drop[:, None, None], c["empty_txt"], c["txt"][phrasing])
+        txt_mask = torch.where(drop[:, None], c["empty_mask"], c["txt_mask"][phrasing])
+        y = torch.where(drop[:, None], c["empty_y"], c["y"][phrasing])
+        x0 = c["latents"][c["caption_clip"][phrasing]]
+        noise = torch.randn(x0.shape, generator=generator)
+        if self.run_config.objective == "ddpm":  # the baseline: integer steps k, shown to the net as t = k / K
+            t = flow.sample_ddpm_timesteps(n, generator=generator) / flow.DDPM_STEPS
+        else:  # logit-normal t; time_mean > 0 leans towards noise, where the beat grid is decided
+            t = flow.sample_timesteps(n, mean=self.run_config.time_mean, generator=generator)
+        x0, noise, t, txt, txt_mask, y = self.context.shard((x0, noise, t, txt, txt_mask, y))  # this process's rows
+        z_t, target = self.path(x0, noise, t)
+        with autocast(self.device, self.precision):
+            v = self.model.velocity(z_t, t, txt, txt_mask, y, forward=self.net)  # through DDP and compile
+            loss = ((v - target) ** 2).mean()
+        value = optimise(loss, self.model, self.optimizers["main"])
+        decay = min(self.run_config.ema_decay, (1 + step) / (10 + step))  # short warm-up: early EMA tracks fast
+        with torch.no_grad():
+            for ema_p, p in zip(self.ema.parameters(), self.model.parameters()):
+                ema_p.lerp_(p, 1 - decay)
+        return {"loss": value}
+
+    def path(self, x0, noise, t):
+        """z_t and what the network regresses onto: the straight path and its velocity eps - x0; for
+        the DDPM baseline, its curved path at step k = K t and the noise itself."""
+        if self.run_config.objective == "ddpm":
+            k = (t * flow.DDPM_STEPS).round().long().clamp(max=flow.DDPM_STEPS - 1)
+            return flow.ddpm_noising(x0, noise, k, flow.DDPM_ALPHAS_CUMPROD), noise
+        return flow.interpolate(x0, noise, t), noise - x0
 
     def frozen_features(self):
         """Every training clip through the frozen VAE, and every phrasing of it through the frozen
@@ -425,39 +471,6 @@ class FlowStage(Stage):
             save_checkpoint(cache, path)
         return cache
 
-    def batch(self, step):
-        """The step's global batch, this process's rows: latents x0, noise, t and the text of a
-        random phrasing of each clip, with about `caption_dropout` of the captions swapped for the
-        empty caption "". Every clip has as many phrasings as every other, so a uniform draw over
-        the phrasings is a uniform draw over the clips."""
-        c, generator, n = self.cache, self.rng(step), self.size.batch_size
-        phrasing = torch.randint(c["num_captions"], (n,), generator=generator)
-        drop = torch.rand(n, generator=generator) < self.run_config.caption_dropout
-        captions = flow.drop_conditions(
-            {"txt": c["txt"][phrasing], "txt_mask": c["txt_mask"][phrasing], "y": c["y"][phrasing]},
-            {"txt": c["empty_txt"], "txt_mask": c["empty_mask"], "y": c["empty_y"]}, drop)
-        x0 = c["latents"][c["caption_clip"][phrasing]]
-        noise = torch.randn(x0.shape, generator=generator)
-        t = self.sample_times(n, generator=generator)
-        return self.context.shard((x0, noise, t, captions["txt"], captions["txt_mask"], captions["y"]))
-
-    def train_step(self, step):
-        batch = self.batch(step)
-        try:
-            value = optimise(self.objective(*batch), self.model, self.optimizers["main"])
-        except Exception as error:  # torch.compile compiles on the first forward and backward, and may fail
-            if self.objective is self.eager_objective:
-                raise
-            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
-            print(f"warning: torch.compile failed ({reason}); the flow stage runs eagerly (--no-compile skips trying)")
-            self.objective = self.eager_objective
-            value = optimise(self.objective(*batch), self.model, self.optimizers["main"])
-        decay = min(self.run_config.ema_decay, (1 + step) / (10 + step))  # short warm-up: early EMA tracks fast
-        with torch.no_grad():
-            for ema_p, p in zip(self.ema.parameters(), self.model.parameters()):
-                ema_p.lerp_(p, 1 - decay)
-        return {"loss": value}
-
     def after_step(self, done_steps):
         every = self.run_config.sample_every
         if every and (done_steps % every == 0 or done_steps == self.size.steps):
@@ -483,7 +496,8 @@ class FlowStage(Stage):
         cond = pipe.encode_text(self.context.val.captions)
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(HELD_OUT_SEED)).to(self.device)
         t = torch.linspace(*VAL_TIMES, len(x0)).to(self.device)
-        loss = self.loss(self.ema, x0, noise, t, cond["txt"], cond["txt_mask"], cond["y"])
+        z_t, target = self.path(x0, noise, t)
+        loss = ((self.ema.velocity(z_t, t, cond["txt"], cond["txt_mask"], cond["y"]) - target) ** 2).mean()
         return {"val_flow_loss": loss.item()}
 
 

@@ -86,7 +86,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from blocks import RMSNorm
-from data import normalise_log_mel
+from audio import normalise_log_mel
 
 # ----------------------------------------------------------------------------- tokenizer
 
@@ -414,7 +414,7 @@ class CLAP(nn.Module):
         return F.normalize(self.text_proj(pooled), dim=-1)
 
     def embed_audio(self, mel):
-        """log-mel (B, T, 64) from data.MelSpectrogram -> (B, embed_dim), unit length."""
+        """log-mel (B, T, 64) from audio.MelSpectrogram -> (B, embed_dim), unit length."""
         return F.normalize(self.audio_encoder(mel.to(self.logit_scale.device)), dim=-1)
 
     def scale(self):

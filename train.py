@@ -46,12 +46,14 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.distributed as dist
+from matplotlib.figure import Figure
 from tqdm import tqdm
 
 import stages
 from common import (PRECISIONS, STAGES, CheckpointError, checkpoint_dict, git_commit, load_checkpoint, pick_device,
                     positive_int, save_checkpoint, stage_path)
 from data import CAPTIONS_PER_CLIP, CLIP_SECONDS
+from model import PRESETS
 from vocoder import HEADS
 
 
@@ -253,7 +255,6 @@ def write_loss_curve(run_dir, name, history):
         writer.writeheader()
         writer.writerows(history)
     # a bare Figure, not pyplot: drawing to a file must not switch the backend of a notebook that trains
-    from matplotlib.figure import Figure
     fig = Figure(figsize=(6, 3.5), dpi=80)
     ax = fig.subplots()
     for key in keys[1:]:  # each loss over the steps that logged it (the vocoder's phases log different ones)
@@ -315,7 +316,6 @@ def parse_args(argv=None):
     if args.data and not os.path.isdir(args.data):
         problem = "is a file, not a folder" if os.path.exists(args.data) else "no such folder"
         parser.error(f"--data {args.data}: {problem} (it should hold audio files and captions)")
-    from model import PRESETS
     if args.preset not in PRESETS:
         parser.error(f"--preset {args.preset}: choose one of {', '.join(PRESETS)}")
     return args

@@ -53,7 +53,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from data import MEL_CENTRE, MEL_HALF_RANGE, N_MELS, normalise_log_mel
+from audio import MEL_CENTRE, MEL_HALF_RANGE, N_MELS, normalise_log_mel
 
 
 

@@ -84,7 +84,6 @@ References
 import math
 import time
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 import torch.nn as nn
@@ -92,7 +91,8 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
-from data import HOP, N_FFT, N_MELS, SAMPLE_RATE, MelSpectrogram, mel_filterbank, normalise_log_mel
+from audio import (HOP, N_FFT, N_MELS, SAMPLE_RATE, griffin_lim, inverse_stft, mel_analyser, mel_to_linear,
+                   normalise_log_mel)
 
 LRELU_SLOPE = 0.1
 PERIODS = (2, 3, 5, 7, 11)
@@ -246,15 +246,6 @@ def istft_head(x, mel):
         return inverse_stft(torch.polar(log_magnitude.exp(), phase), mel.shape[1]).clamp(-1.0, 1.0)
 
 
-def inverse_stft(spectrum, frames):
-    """(B, 513, T) complex STFT frames -> (B, 160 T) waveform. MelSpectrogram's frame t is
-    centred on sample 160 t + 80, torch.istft's (center=True) on 160 t: so invert to the signal
-    without its first 80 samples, which has exactly T frames, and put 80 zeros in front."""
-    window = torch.hann_window(N_FFT, device=spectrum.device)
-    audio = torch.istft(spectrum, N_FFT, HOP, window=window, length=frames * HOP - HOP // 2)
-    return F.pad(audio, (HOP // 2, 0))
-
-
 # ----------------------------------------------------------------------------- discriminators
 
 class PeriodDiscriminator(nn.Module):
@@ -362,57 +353,12 @@ def multi_resolution_stft_distance(real, fake):
     return total / len(STFT_RESOLUTIONS)
 
 
-@lru_cache(maxsize=None)
-def mel_analyser(device):
-    """One MelSpectrogram per device, built once (the filterbank is not free to make)."""
-    return MelSpectrogram().to(device)
-
-
 def reconstruction_loss(real, fake, mel_weight=5.0):
     """The GAN-free warm-up objective: multi-resolution STFT distance + mel_weight * log-mel L1.
     Returns (loss, logs), like the GAN losses."""
     mel_fn = mel_analyser(real.device)
     stft, mel = multi_resolution_stft_distance(real, fake), (mel_fn(fake) - mel_fn(real)).abs().mean()
     return stft + mel_weight * mel, {"stft": stft.item(), "g_mel": mel.item()}
-
-
-# ----------------------------------------------------------------------------- Griffin-Lim baseline
-
-@lru_cache(maxsize=None)
-def mel_pseudo_inverse(device):
-    """(513, 64) pseudo-inverse of the mel filterbank, computed once per device."""
-    return torch.linalg.pinv(mel_filterbank().to(device))
-
-
-def mel_to_linear(mel):
-    """(B, T, 64) log-mel -> (B, T, 513) linear magnitude: the least-squares (pseudo-inverse)
-    solution of melW S = exp(mel), clipped at 0 because a magnitude cannot be negative."""
-    return (mel.exp() @ mel_pseudo_inverse(mel.device).T).clamp(min=0.0)
-
-
-def griffin_lim(mel, n_iter=32, momentum=0.99, seed=0):
-    """(B, T, 64) log-mel -> (B, 160 T) waveform, no learning involved.
-
-    Repeat: waveform = iSTFT(|S| e^{i phase}); phase = angle(STFT(waveform)). Each round keeps
-    the known magnitude and makes the phase more consistent across overlapping frames. The
-    "fast" variant extrapolates the phase update with `momentum`, converging in far fewer rounds.
-    """
-    batch, frames, _ = mel.shape
-    magnitude = mel_to_linear(mel.float()).transpose(1, 2)  # (B, 513, T)
-    window = torch.hann_window(N_FFT, device=mel.device)
-    # on the signal without its first 80 samples, which has exactly T frames (see inverse_stft)
-    length = frames * HOP - HOP // 2
-    stft = lambda x: torch.stft(x, N_FFT, HOP, window=window, return_complex=True)
-    istft = lambda s: torch.istft(s, N_FFT, HOP, window=window, length=length)
-    generator = torch.Generator(device=mel.device).manual_seed(seed)
-    phase = torch.rand(magnitude.shape, generator=generator, device=mel.device) * 2 * math.pi
-    angles, previous = torch.polar(torch.ones_like(magnitude), phase), 0.0
-    for _ in range(n_iter):
-        rebuilt = stft(istft(magnitude * angles))
-        angles = rebuilt - previous * (momentum / (1 + momentum))
-        angles = angles / angles.abs().clamp(min=1e-8)
-        previous = rebuilt
-    return inverse_stft(magnitude * angles, frames).clamp(-1.0, 1.0)
 
 
 # ----------------------------------------------------------------------------- evaluation and the training batch
