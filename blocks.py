@@ -171,9 +171,8 @@ def attention(q, k, v, pe, mask=None):
     q, k = apply_rope(q, k, pe)
     attn_mask = None if mask is None else mask[:, None, None, :]  # same key mask for every head and query
     if q.device.type == "cpu":
-        # under bf16 autocast the CPU's fused attention kernel is slower in bf16 than in fp32 at
-        # these head sizes (measured 33 vs 26 ms forward + backward at the tiny model's shape),
-        # so on a CPU attention always runs in fp32; CUDA's bf16 kernels are the fast ones
+        # on a CPU, fp32 because the fused kernel is slower in bf16 at these head sizes
+        # (docs/RESULTS.md, "bf16 and compile"); CUDA's bf16 kernels are the fast ones
         with torch.autocast("cpu", enabled=False):
             x = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=attn_mask).type_as(v)
     else:

@@ -20,8 +20,8 @@ never overflows where float32 does not, and a product is exact to about 3 signif
 Under ``torch.autocast`` the matrix products and convolutions run in bf16 while reductions,
 norms, softmax, losses, optimiser state and EMA stay in float32 (weights are stored in float32
 and cast on the fly). That halves the bytes a product moves and, on hardware with bf16 units
-(CUDA GPUs since Ampere, x86 CPUs with AVX512-BF16 or AMX), multiplies its speed: a 1024^3
-matmul measured 2.9x faster on one thread of this project's AVX512-BF16 CPU. A CPU without
+(CUDA GPUs since Ampere, x86 CPUs with AVX512-BF16 or AMX), multiplies its speed (bench.py
+measures by how much, docs/RESULTS.md, "bf16 and compile"). A CPU without
 those instructions would emulate bf16, slower than float32, so "auto" uses bf16 only where it
 is native (`precision_for`).
 """

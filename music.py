@@ -9,7 +9,7 @@ them apart at once is the third: 4 semitones above the tonic in major, 3 in mino
 
 Key. Every clip is in C: C major or C minor. The renderer plays any of the twelve tonics (KEYS
 holds the ones the dataset draws), but with the tonic drawn at random the tiny flow model never
-learned the mode word (README, "Mode"): "minor" lowers the third, sixth and seventh, which are other
+learned the mode word: "minor" lowers the third, sixth and seventh, which are other
 mel rows in every key, so until a clip's tonic is fixed the word says nothing about its spectrum.
 In one key it lowers the same rows in every clip, and is learned like the drum words.
 
@@ -43,7 +43,7 @@ written from its attributes with varied templates and synonyms: MusicCaps-style 
 requests and questions, or (one caption in six each) comma-separated tags in a random order, or
 the four attribute phrases in any order with any of a few separators, as people type them. The
 dataset gives each clip several such captions, some with a typo (data.py).
-Only numpy is used; a 2.56 s clip renders in about 20 ms, some 100x faster than real time.
+Only numpy is used, so rendering a clip is far faster than real time.
 
 References: the music is textbook theory (equal temperament, diatonic scales and triads) and
 textbook synthesis, apart from two sources:

@@ -33,9 +33,9 @@ from vocoder import HiFiGAN, HiFiGANConfig
 # a clip's frame count must survive the VAE's downsampling and then the 2x2 patching: 4 * 2 = 8
 FRAMES_MULTIPLE = VAEConfig().downsample * PATCH
 MAX_SECONDS = 60  # 6,000 music tokens; the paper's clips are 10 s
-DEFAULT_CFG = 4.0  # classifier-free guidance scale, chosen by measurement: see README's guidance table
-# sample.py's Euler steps: 25 measured as good as 50 on every metric (README's samplers table and
-# quality curve) at half the wait; evaluate.py keeps 50 so its tables compare across runs
+DEFAULT_CFG = 4.0  # classifier-free guidance scale: the best of a sweep (docs/RESULTS.md, "Guidance scale")
+# sample.py's Euler steps: 25 score as 50 do at half the wait (docs/RESULTS.md, "Samplers and steps");
+# evaluate.py keeps 50 so its tables compare across runs
 DEFAULT_STEPS = 25
 NOISE_SEED_STRIDE = 100_003  # caption i of a call with seed s draws its noise from seed s * stride + i
 # Settings that older checkpoints (pretrained/tiny) store and the code has since fixed at this value.

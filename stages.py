@@ -1,14 +1,15 @@
 """Orchestration of the five training stages that `train.py` runs, one small class each.
 
-What a model learns from (its batch) and what it minimises (its loss) live in the model's own
-file, beside the model, and this file only calls them:
+For the first four stages, what a model learns from (its batch) and what it minimises (its
+loss) live in the model's own file, beside the model, and this file only calls them; the flow
+stage's step, the heart of the method, is written out here in `FlowStage.train_step`:
 
     vae      vae.training_batch (crops + posterior noise)  -> VAE.loss: L1 + small KL; then the latent scale
     vocoder  vocoder.training_batch (audio crops)          -> reconstruction_loss (warm-up), then the GAN:
                                                               discriminator_loss, generator_loss
     clap     text.clap_training_batch (caption, mel pairs) -> CLAP.loss: symmetric InfoNCE
     t5       text.t5_training_batch (span corruption)      -> text.t5_pretrain_loss: denoising cross-entropy
-    flow     frozen VAE latents + frozen text features     -> flow.rectified_flow_loss (or flow.ddpm_loss), EMA
+    flow     frozen VAE latents + frozen text features     -> z_t = (1-t) x0 + t eps, MSE to eps - x0, EMA
 
 What a long run needs around them is here: a learning-rate schedule, the optimisers, EMA,
 data-parallel sharding, and held-out metrics at the end; the loop itself (resume, atomic
@@ -238,8 +239,7 @@ class Stage:
         return distributed(Objective(model, loss_fn, self.precision), self.context.world)
 
     def adamw(self, module, betas=(0.9, 0.999), weight_decay=0.0):
-        # fused: one kernel updates all tensors (0.8 ms a step for the tiny transformer's 80 on a 2-core
-        # CPU, against 3.0 ms for the default's several launches per tensor); fp32 moments either way
+        # fused: one kernel updates every tensor, not several launches per tensor; fp32 moments either way
         fused = self.device.type in ("cpu", "cuda")  # where PyTorch has the fused kernel
         return torch.optim.AdamW(module.parameters(), lr=self.size.lr, betas=betas, weight_decay=weight_decay,
                                  fused=fused)
@@ -282,10 +282,8 @@ class VAEStage(Stage):
 class VocoderStage(Stage):
     """Reconstruction-only warm-up (cheap, gets the generator near real audio), then the GAN."""
     name = "vocoder"
-    # no faster in bf16 on the AVX512-BF16 CPU (bench.py: warm-up step 47 ms either way, GAN step
-    # 406 vs 399 ms; waveform head 118 vs 121, 487 vs 500 ms; its many narrow 1-D convolutions are
-    # bound by memory and dtype casts, not arithmetic), so it stays fp32, which also spares the GAN's
-    # delicate balance
+    # fp32: its many narrow 1-D convolutions are bound by memory, so bf16 buys them nothing
+    # (docs/RESULTS.md, "bf16 and compile"), and fp32 spares the GAN's delicate balance
     bf16 = False
 
     def __init__(self, context):

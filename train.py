@@ -15,7 +15,7 @@ the rectified-flow transformer on the frozen latents and text features:
     loss = ‖v_θ(z_t, t, y, c) − (ε − x0)‖²,   with the caption replaced by "" 10% of the time
 
 The paper's logit-normal has m = 0; `--tiny` uses m = 1 (`RunConfig.time_mean`), which trains more
-near noise, where a clip's beat grid is decided (README, "The beat grid").
+near noise, where a clip's beat grid is decided (docs/RESULTS.md, "The beat grid").
 
 Every stage writes `<run>/<stage>.pt` atomically every few hundred steps (weights, optimiser,
 EMA, step) and resumes from it; a finished stage is skipped on rerun. Ctrl-C finishes the
@@ -27,9 +27,9 @@ has native bf16 (`--precision auto`, the default; `common.py` explains bf16 and 
 and the flow stage is compiled with `torch.compile` (`--no-compile` keeps it eager; a failed
 compile falls back to eager with one warning). `--precision fp32` gives the float32 run.
 
-What each model learns from and minimises lives in its own file (`vae.training_batch`,
-`flow.rectified_flow_loss`, ...); `stages.py` holds the per-stage orchestration and this file the
-loop around it. From Python (the notebooks do this): `train.train(run_dir, config, ["vae"])`.
+What each stage learns from and minimises is in `stages.py` (the flow step written out in
+`FlowStage.train_step`; the others call their model's file, e.g. `vae.training_batch`); this file
+holds the loop around it. From Python (the notebooks do this): `train.train(run_dir, config, ["vae"])`.
 """
 
 import argparse
@@ -71,7 +71,7 @@ class StageSize:
 @dataclass
 class RunConfig:
     """Everything that sizes a run; saved into every checkpoint. The defaults are `--tiny`,
-    measured to fit in about an hour on a 2-core CPU."""
+    sized to train in under an hour on a 2-core CPU."""
     seconds: float = CLIP_SECONDS   # clip length; 2.56 s = 256 mel frames = 256 flow tokens
     num_clips: int = 2400           # training clips rendered from the built-in dataset
     captions_per_clip: int = CAPTIONS_PER_CLIP  # phrasings of each built-in clip that training sees
@@ -81,22 +81,21 @@ class RunConfig:
     objective: str = "rectified_flow"  # or "ddpm": the classic baseline, same network and budget
     vae: StageSize = field(default_factory=lambda: StageSize(1200, 16, 2e-3))
     vae_crop_frames: int = 64       # the VAE trains on random 64-frame windows
-    # reconstruction only: at this budget 300 GAN steps cost as much as 3400 warm-up steps, made the STFT
-    # distance worse and the mel L1 no better (README, "The vocoder"); a longer schedule adds them after the warm-up
+    # reconstruction only: at this budget GAN steps cost ~10x a warm-up step and did not pay back
+    # (docs/RESULTS.md, "The vocoder: reconstruction only"); a longer schedule adds them after the warm-up
     vocoder: StageSize = field(default_factory=lambda: StageSize(4000, 8, 1e-3))
     vocoder_warmup: int = 4000      # reconstruction-only steps before the discriminators join
     vocoder_gan_lr: float = 2e-4    # HiFi-GAN's own rate for the adversarial phase
     vocoder_segment: int = 8320     # samples per vocoder training crop (52 frames)
     vocoder_head: str = "istft"     # HiFi-GAN's output head: "istft" (frame rate, the default) or "waveform"
-    # 1800, not 900: with four phrasings a clip there is more text to learn, and both losses still fell at 900
+    # four phrasings a clip are more text to learn (docs/RESULTS.md, "Caption phrasings")
     clap: StageSize = field(default_factory=lambda: StageSize(1800, 64, 2e-3))
     t5: StageSize = field(default_factory=lambda: StageSize(1800, 64, 2e-3))
-    # 8000 steps, not 5000, since bf16 and compile made a step ~2x cheaper: with the time ids rotating fast
-    # enough, tempo still climbs after 5000 steps (README, "The shipped recipe, longer")
+    # tempo still climbs after 5000 steps (docs/RESULTS.md, "The shipped recipe, longer")
     flow: StageSize = field(default_factory=lambda: StageSize(8000, 16, 1e-3))
     caption_dropout: float = 0.1
-    # logit-normal t = sigmoid(time_mean + n): 1 puts 35% of the steps above t = 0.8, where the beat grid is
-    # decided (8% at the paper's 0); measured at this budget: tempo 0.42 -> 0.53, one run each (README, "The beat grid")
+    # logit-normal t = sigmoid(time_mean + n): 1 puts 35% of the steps above t = 0.8, where the beat grid
+    # is decided, against 8% at the paper's 0 (docs/RESULTS.md, "The beat grid")
     time_mean: float = 1.0
     ema_decay: float = 0.999
     save_every: int = 200

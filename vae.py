@@ -20,13 +20,11 @@ Training minimises, per clip,
 The L1 is measured in log-mel units (nats of magnitude), the same number we report as the
 reconstruction error. beta is small, 1e-3 per latent element (VAEConfig.kl_weight), and that
 is a balance. With beta = 1 (a "proper" VAE) the reconstructions blur into uselessness. With
-beta -> 0 (a plain autoencoder) nothing stops the encoder from shrinking sigma towards 0 (we
-measured log sigma^2 still falling past -16 with beta = 1e-6): the decoder then only ever sees
-exact points, and latents a little off those points (which is all a generative model can
+beta -> 0 (a plain autoencoder) nothing stops the encoder from shrinking sigma towards 0: the
+decoder then only ever sees exact points, and latents a little off those points (which is all a generative model can
 produce) decode to anything. With beta = 1e-3, sigma settles at about 1% of the latents'
 spread (log sigma^2 ~ -9): the decoder learns to map a small neighbourhood of each latent to
-the same mel, a smooth space, at no measurable cost in reconstruction (held-out L1 within
-0.01 of beta = 1e-4 in our runs).
+the same mel, a smooth space, at little cost in reconstruction (docs/RESULTS.md, "VAE").
 
 The latent the flow sees must have unit variance, because the flow interpolates it with
 N(0, I) noise: z_t = (1 - t) x0 + t eps. After training we measure the spread of the

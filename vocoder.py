@@ -23,15 +23,12 @@ log-magnitude correction a and a phase advance b (`istft_head`):
     phase[k, t] = cumsum_t (2 pi k hop / n_fft + pi tanh(b)) - pi k     (GANSynth's instantaneous frequency)
     audio = iSTFT(|S| e^{i phase})
 
-Why, measured on the built-in music (held-out clips, log-mel L1 of the re-analysed audio):
-Griffin-Lim's magnitude with the *true* phase scores 0.37 and the true magnitude with a naive
-phase 0.57, against Griffin-Lim's 0.45; the waveform head, trained for this project's CPU
-budget, stays at 0.72 because it must learn to make every partial's oscillation from scratch,
-and its notes come out too quiet (energy cancelled by phases that drift). The running sum of
-phase advances makes frames agree by construction, and the least-squares magnitude starts the
-net where Griffin-Lim starts, so it only has to learn what Griffin-Lim cannot: sharper partials
-and phases. At the frame rate it is also cheap (the whole generator is ~1/3 of a waveform
-head's step). `HiFiGANConfig.waveform()` keeps the original head.
+Why: at a CPU's budget the waveform head must learn to make every partial's oscillation from
+scratch, and its notes come out too quiet (energy cancelled by phases that drift). The running
+sum of phase advances makes frames agree by construction, and the least-squares magnitude
+starts the net where Griffin-Lim starts, so it only has to learn what Griffin-Lim cannot:
+sharper partials and phases. At the frame rate it is also cheap (docs/RESULTS.md, "Vocoder").
+`HiFiGANConfig.waveform()` keeps the original head.
 
 An L1 loss alone gives muffled, buzzy audio: many waveforms share a mel, and their average
 is none of them. So two families of discriminators judge realism:
@@ -50,14 +47,14 @@ where D_k^l are the intermediate feature maps of discriminator k (feature matchi
 steps are expensive on a CPU (the discriminators work on every sample), so we first warm the
 generator up without discriminators on a multi-resolution STFT loss (spectral convergence +
 log-magnitude L1 at three FFT sizes) plus 5x the mel L1; that does most of the work of
-matching the real audio, and the GAN then sharpens it.
+matching the real audio; the GAN phase, where a schedule has one, is for the rest.
 
-Two details matter a lot for a small, briefly trained generator (we measured both): the
-log-mel input is mapped affinely from [-11.5, 2] to about [-1, 1] before `conv_pre`, and the
-convolutions keep PyTorch's default initialisation (the paper's N(0, 0.01) start learned
-markedly slower for us).
+Two details matter for a small, briefly trained generator: the log-mel input is mapped
+affinely from [-11.5, 2] to about [-1, 1] before `conv_pre` (a well-conditioned first layer),
+and the convolutions keep PyTorch's default initialisation (the paper's N(0, 0.01) start
+learns more slowly).
 
-`griffin_lim` is the classic baseline without learning: undo the mel filterbank by least
+`audio.griffin_lim` is the classic baseline without learning: undo the mel filterbank by least
 squares to get a linear magnitude, then alternate between the time and frequency domains,
 keeping the magnitude and letting the phase settle (Griffin & Lim, 1984; with the "fast"
 momentum of Perraudin et al., 2013).
