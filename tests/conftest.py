@@ -1,14 +1,32 @@
-"""Shared test plumbing: the flat project modules on sys.path, a helper that runs a CLI, and
-one `train.py --smoke` run per test session (every test that needs trained checkpoints reads
-it; none may change it — copy its files into tmp_path first)."""
+"""Shared test plumbing: a helper that runs a CLI, one `train.py --smoke` run per test session
+(every test that needs trained checkpoints reads it; none may change it — `copy_smoke_run` makes
+a private copy first), a captioned-folder builder, and `one_thread` for tests of tiny models.
+
+The project's modules import as themselves because requirements.txt installs the repository in
+editable mode (`pip install -e .`). Tests marked `slow` (the notebooks, torchrun, tests that run
+several processes) are left out of the quick loop: `python -m pytest -m "not slow" tests`.
+"""
+import json
+import math
 import os
+import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
+import torch
+
+import train
+from audio import SAMPLE_RATE, save_wav
+from common import STAGES, load_checkpoint, stage_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: notebooks, torchrun and multi-process tests "
+                                       "(the quick loop leaves them out: -m \"not slow\")")
 
 
 def run_script(script, *args, check=True, timeout=300):
@@ -20,25 +38,67 @@ def run_script(script, *args, check=True, timeout=300):
     return result
 
 
-def copy_frozen_stages(src, dst):
-    """A new run that already has every stage but the flow model."""
-    import shutil
-
-    from common import STAGES
-    os.makedirs(dst)
-    for stage in STAGES[:-1]:
-        shutil.copy(os.path.join(src, f"{stage}.pt"), dst)
-
-
 def train_stage(run_dir, name, **overrides):
     """Train one stage with exactly the code `train.py` runs, on `train.SMOKE` changed by
     `overrides`; returns (its held-out metrics, its loss history)."""
-    from dataclasses import replace
-
-    import train
-    from common import load_checkpoint, stage_path
     metrics = train.train(str(run_dir), replace(train.SMOKE, **overrides), [name], device="cpu", progress=False)
     return metrics[name], load_checkpoint(stage_path(str(run_dir), name))["history"]
+
+
+def copy_run(src, dst, frozen_only=False):
+    """A private copy of the run folder `src` at `dst` (returned as a str): all of it, or with
+    frozen_only only the checkpoints of every stage but the flow model (a run about to train it)."""
+    dst = str(dst)
+    if not frozen_only:
+        shutil.copytree(src, dst)
+        return dst
+    os.makedirs(dst)
+    for stage in STAGES[:-1]:
+        shutil.copy(stage_path(src, stage), dst)
+    return dst
+
+
+def tone(freq, seconds, sample_rate=SAMPLE_RATE, amplitude=0.5):
+    """A pure sine of `freq` Hz."""
+    t = torch.arange(round(seconds * sample_rate)) / sample_rate
+    return amplitude * torch.sin(2 * math.pi * freq * t)
+
+
+def write_captioned_folder(root, clips, seconds=1.0, metadata=False, audio=None, caption=None):
+    """`clips` audible clips in the folder `root` (made if missing): clip{i}.wav is `audio(i)` (by
+    default a tone of 200 + 50 i Hz lasting `seconds`), captioned `caption(i)` (by default
+    "a tone, number {i}") in clip{i}.txt, or with metadata=True in root/metadata.jsonl, one line a
+    clip. Returns (root, the metadata lines as str, whether or not they were written)."""
+    audio = audio or (lambda i: tone(200.0 + 50 * i, seconds))
+    caption = caption or (lambda i: f"a tone, number {i}")
+    os.makedirs(root, exist_ok=True)
+    lines = []
+    for i in range(clips):
+        save_wav(os.path.join(root, f"clip{i}.wav"), audio(i))
+        lines.append(json.dumps({"file": f"clip{i}.wav", "caption": caption(i)}))
+        if not metadata:
+            with open(os.path.join(root, f"clip{i}.txt"), "w", encoding="utf-8") as f:
+                f.write(caption(i))
+    if metadata:
+        with open(os.path.join(root, "metadata.jsonl"), "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+    return root, lines
+
+
+@pytest.fixture
+def captioned_folder():
+    """The builder `write_captioned_folder(root, clips, seconds=1.0, metadata=False, audio=None, caption=None)`."""
+    return write_captioned_folder
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run hundreds of tiny ops: on a busy 2-core machine, OpenMP threads waiting on
+    each other cost far more than they gain (a 32-wide Linear took 30 ms with 2 threads, 0.02 ms with 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
@@ -50,5 +110,12 @@ def smoke_training(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def smoke_run(smoke_training):
-    """The folder of the session's smoke run: every stage trained for a few steps."""
+    """The folder of the session's smoke run: every stage trained for a few steps. Read only."""
     return smoke_training[0]
+
+
+@pytest.fixture
+def copy_smoke_run(smoke_run, tmp_path):
+    """copy_smoke_run(name="run", frozen_only=False) -> a private copy of the smoke run at
+    tmp_path/name (see `copy_run`), for a test that writes into its run folder."""
+    return lambda name="run", frozen_only=False: copy_run(smoke_run, tmp_path / name, frozen_only)
