@@ -181,18 +181,20 @@ def explicit_attention(q, k, v, attn_mask=None):
 
 
 def attention_bench(preset, device, batch, seconds, repeats=5):
-    """Forward + backward of one attention call at a preset's head shape: fused vs explicit."""
+    """Forward + backward of one attention call at a preset's head shape: fused (fp32 and bf16) vs explicit."""
     config = PRESETS[preset]
     heads, head_dim = config.num_heads, config.hidden_size // config.num_heads
     n = tokens_for(seconds) + TEXT_TOKENS
     q, k, v = (torch.randn(batch, heads, n, head_dim, device=device, requires_grad=True) for _ in range(3))
     mask = torch.ones(batch, 1, 1, n, dtype=torch.bool, device=device)
 
-    def run(attention):
-        attention(q, k, v, attn_mask=mask).square().sum().backward()
+    def run(attention, dtype=torch.float32):
+        attention(*(x.to(dtype) for x in (q, k, v)), attn_mask=mask).float().square().sum().backward()
 
     gap = (F.scaled_dot_product_attention(q, k, v, attn_mask=mask) - explicit_attention(q, k, v, mask)).abs().max()
     return {"sdpa_ms": 1000 * seconds_per_call(lambda: run(F.scaled_dot_product_attention), device, repeats),
+            "sdpa_bf16_ms": 1000 * seconds_per_call(lambda: run(F.scaled_dot_product_attention, torch.bfloat16),
+                                                    device, repeats),
             "explicit_ms": 1000 * seconds_per_call(lambda: run(explicit_attention), device, repeats),
             "max_difference": gap.item(), "shape": [batch, heads, n, head_dim]}
 
@@ -319,7 +321,8 @@ def bench_device(device, run_dir, quick=False, log=lambda message: print(message
     preset, batch, seconds = s["attention"]
     r = attention_bench(preset, device, batch, seconds, s["repeats"])
     label = f"attention {'x'.join(map(str, r['shape']))} fwd+bwd"
-    results[f"{label}: SDPA ms"], results[f"{label}: explicit ms"] = r["sdpa_ms"], r["explicit_ms"]
+    results[f"{label}: SDPA ms"], results[f"{label}: SDPA bf16 ms"] = r["sdpa_ms"], r["sdpa_bf16_ms"]
+    results[f"{label}: explicit ms"] = r["explicit_ms"]
     results[f"{label}: max difference"] = r["max_difference"]
     seconds, steps = s["sample"]
     for precision in precisions:

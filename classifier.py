@@ -87,6 +87,16 @@ def chroma_matrix(config):
     return F.one_hot(pitch_class, 12).T.float() * used
 
 
+def onset_autocorrelation(mel, max_lag=120):
+    """(B, T, 64) log-mels -> (B, max_lag - 1): the autocorrelation of the spectral flux (energy
+    arriving, frame by frame) at lags 1 .. max_lag - 1, each over the flux's power: how regular the
+    onsets are at each spacing, the tempo head's feature."""
+    onset = F.relu(mel.diff(dim=1)).mean(2)
+    onset = onset - onset.mean(1, keepdim=True)
+    power = onset.square().mean(1) + 1e-8
+    return torch.stack([(onset[:, :-lag] * onset[:, lag:]).mean(1) / power for lag in range(1, max_lag)], 1)
+
+
 class AttributeClassifier(nn.Module):
     """waveform (B, N), or log-mel (B, T, 64) for input="mel" -> {head: logits};
     the features are fixed, the heads are learned."""
@@ -114,11 +124,7 @@ class AttributeClassifier(nn.Module):
         if mel.shape[1] <= c.lags + 1:
             raise ValueError(f"the attribute classifier needs clips longer than {(c.lags + 2) / FRAMES_PER_SECOND:.2f} s")
         timbre = torch.cat([mel.mean(1), mel.std(1)], dim=1)
-        onset = F.relu(mel.diff(dim=1)).mean(2)  # spectral flux: energy arriving, frame by frame
-        onset = onset - onset.mean(1, keepdim=True)
-        power = onset.square().mean(1) + 1e-8
-        rhythm = torch.stack([(onset[:, :-lag] * onset[:, lag:]).mean(1) / power
-                              for lag in range(1, c.lags + 1)], dim=1)
+        rhythm = onset_autocorrelation(mel, c.lags + 1)
         if c.input == "audio":
             spectrum = torch.stft(clips, c.chroma_fft, c.chroma_hop, window=self.window, return_complex=True).abs()
         else:  # what the mel itself says about the fine spectrum: the least-squares inverse of its filterbank
@@ -241,15 +247,6 @@ def load_or_train_classifier(run_dir, seconds, seed=0, num_clips=1200, steps=600
 def eighth_frames(bpm):
     """Log-mel frames in an eighth note (half a beat) at `bpm`."""
     return 30 * FRAMES_PER_SECOND / bpm
-
-
-def onset_autocorrelation(mel, max_lag=120):
-    """(B, T, 64) log-mels -> (B, max_lag - 1): the spectral flux's autocorrelation at lags 1 .. max_lag - 1
-    (the tempo feature of AttributeClassifier.features)."""
-    onset = F.relu(mel.diff(dim=1)).mean(2)
-    onset = onset - onset.mean(1, keepdim=True)
-    power = onset.square().mean(1) + 1e-8
-    return torch.stack([(onset[:, :-lag] * onset[:, lag:]).mean(1) / power for lag in range(1, max_lag)], 1)
 
 
 def onset_peaks(onset):

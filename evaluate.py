@@ -79,9 +79,8 @@ from audio import SAMPLE_RATE, MelSpectrogram, griffin_lim
 from classifier import ATTRIBUTES, CHANCE, accuracy, beat_grid, load_or_train_classifier, log_mels, render
 from common import PRECISIONS, CheckpointError, default_run, load_checkpoint, pick_device, stage_path, train_command
 from data import CLIP_SECONDS
-from model import FluxMusic, FluxMusicConfig
 from music import HELD_OUT_TEMPLATES, attributes_to_caption, render_clip
-from pipeline import DEFAULT_CFG, RETIRED_SETTINGS, Pipeline, load_stage
+from pipeline import DEFAULT_CFG, Pipeline, load_stage
 
 ROWS = ("real test clips", "VAE+vocoder reconstruction", "generated", "generated, held-out phrasings")
 
@@ -331,15 +330,6 @@ def report(metrics):
 # experiments/ compare flow models and mid-run snapshots with no vocoder in the way: each generates the
 # held-out test captions (Euler 25, cfg 4) and is judged on its log-mels by the run's mel-domain
 # classifier, by FAD between CLAP audio embeddings of real and generated log-mels, and by the beat grid.
-
-def flow_model_from_checkpoint(checkpoint, device="cpu"):
-    """The EMA transformer of a flow checkpoint (a loaded dict), finished or a snapshot taken mid-run;
-    load_stage takes finished stages only."""
-    config = {k: v for k, v in checkpoint["config"].items() if RETIRED_SETTINGS.get(k, object()) != v}
-    model = FluxMusic(FluxMusicConfig(**config))
-    model.load_state_dict(checkpoint["ema"] or checkpoint["model"])
-    return model.to(device).eval().requires_grad_(False)
-
 
 def mode_by_asked(mode_posteriors, attributes):
     """{asked mode: mode accuracy on its clips}: a judge that hears one mode everywhere scores 1 and 0 here."""

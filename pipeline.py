@@ -142,23 +142,26 @@ def load_stage(run_dir, stage, device="cpu", return_checkpoint=False):
     if not checkpoint.get("done"):
         raise CheckpointError(f"{path} is an unfinished training checkpoint: run `{train_command(run_dir, stage)}` "
                               f"to finish it (it resumes from step {checkpoint.get('step', 0)})")
+    model = model_from_checkpoint(stage, checkpoint, device, path, fix=f"retrain it with `{train_command(run_dir, stage)}`")
+    return (model, checkpoint) if return_checkpoint else model
+
+
+def model_from_checkpoint(stage, checkpoint, device="cpu", path="the checkpoint", fix="retrain it"):
+    """A stage's model rebuilt from a loaded checkpoint (finished, or a snapshot taken mid-run), with
+    its EMA weights where it has them (the ones to sample with); eval mode, frozen."""
     model_class, config_class = MODEL_CLASSES[stage]
     stored = {key: value for key, value in checkpoint["config"].items() if RETIRED_SETTINGS.get(key, object()) != value}
     try:
         config = config_class(**stored)
     except (TypeError, ValueError) as error:  # a config this version of the code no longer builds
-        raise CheckpointError(f"{path} was written by another version of this code ({error}); "
-                              f"delete it and retrain it with `{train_command(run_dir, stage)}`") from None
+        raise CheckpointError(f"{path} was written by another version of this code ({error}); delete it and {fix}") from None
     model = model_class(config)
-    weights = checkpoint.get("ema") or checkpoint["model"]  # EMA weights are the ones to sample with
     try:
-        model.load_state_dict(weights)
+        model.load_state_dict(checkpoint.get("ema") or checkpoint["model"])
     except RuntimeError as error:
-        first_line = str(error).splitlines()[0]
-        raise CheckpointError(f"{path} does not match its stored config {config} ({first_line}); "
-                              f"retrain with `{train_command(run_dir, stage)}`") from None
-    model = model.to(device).eval().requires_grad_(False)
-    return (model, checkpoint) if return_checkpoint else model
+        raise CheckpointError(f"{path} does not match its stored config {config} "
+                              f"({str(error).splitlines()[0]}); {fix}") from None
+    return model.to(device).eval().requires_grad_(False)
 
 
 def beats_griffin_lim(metrics):

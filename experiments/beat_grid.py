@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 import flow
 from classifier import accuracy, beat_grid, eighth_frames, onset_autocorrelation
-from evaluate import MelJudge, flow_model_from_checkpoint
+from evaluate import MelJudge
+from pipeline import model_from_checkpoint
 from music import TEMPOS
 
 TIMES = (0.2, 0.4, 0.6, 0.8, 0.9, 0.95)
@@ -58,7 +59,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     judge = MelJudge(args.source)
-    model = flow_model_from_checkpoint(torch.load(args.flow, weights_only=True))
+    model = model_from_checkpoint("flow", torch.load(args.flow, weights_only=True))
     real, attributes = judge.real, judge.attributes
     generated = judge.generate(model)
     out = {"checkpoint": args.flow, "real_all": beat_grid(real, attributes),

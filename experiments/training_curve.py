@@ -44,7 +44,8 @@ import train
 from audio import MelSpectrogram
 from classifier import CHANCE, render
 from data import CLIP_SECONDS
-from evaluate import MelJudge, flow_model_from_checkpoint
+from evaluate import MelJudge
+from pipeline import model_from_checkpoint
 from vocoder import HiFiGAN, HiFiGANConfig, compare_with_griffin_lim
 
 OUT = "results/training_curve"
@@ -121,7 +122,7 @@ def flow_curve(args):
         if not os.path.exists(path):
             continue  # a stopped training is judged on the snapshots it reached (--judge-only)
         checkpoint = torch.load(path, weights_only=True)
-        row = {"flow_steps": step, **judge.judge(flow_model_from_checkpoint(checkpoint, args.device))}
+        row = {"flow_steps": step, **judge.judge(model_from_checkpoint("flow", checkpoint, args.device))}
         out["rows"].append(row)
         print(json.dumps(row), flush=True)
     write(os.path.join(OUT, f"flow_{label}.json"), out)

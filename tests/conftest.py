@@ -14,19 +14,15 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
 import train
-from audio import SAMPLE_RATE, save_wav
+from audio import F_MAX, F_MIN, N_MELS, SAMPLE_RATE, hz_to_mel, mel_to_hz, save_wav
 from common import STAGES, load_checkpoint, stage_path
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: notebooks, torchrun and multi-process tests "
-                                       "(the quick loop leaves them out: -m \"not slow\")")
 
 
 def run_script(script, *args, check=True, timeout=300):
@@ -62,6 +58,18 @@ def tone(freq, seconds, sample_rate=SAMPLE_RATE, amplitude=0.5):
     """A pure sine of `freq` Hz."""
     t = torch.arange(round(seconds * sample_rate)) / sample_rate
     return amplitude * torch.sin(2 * math.pi * freq * t)
+
+
+def peak_frequency(audio, sample_rate=SAMPLE_RATE):
+    """The frequency (Hz) of the strongest bin of a 1-D signal's spectrum."""
+    spectrum = np.abs(np.fft.rfft(np.asarray(audio, dtype=np.float64)))
+    return np.fft.rfftfreq(len(audio), 1 / sample_rate)[spectrum.argmax()]
+
+
+def mel_centres():
+    """The centre frequency (Hz) of each of the N_MELS mel bands."""
+    edges = np.linspace(hz_to_mel(F_MIN), hz_to_mel(F_MAX), N_MELS + 2)
+    return mel_to_hz(edges)[1:-1]
 
 
 def write_captioned_folder(root, clips, seconds=1.0, metadata=False, audio=None, caption=None):

@@ -6,7 +6,7 @@ import torch
 
 import classifier
 from classifier import AttributeClassifier, ClassifierConfig, accuracy, chroma_matrix
-from data import MelSpectrogram
+from audio import MelSpectrogram
 
 
 def test_chroma_matrix_puts_each_bin_in_its_nearest_pitch_class():

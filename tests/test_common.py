@@ -1,4 +1,4 @@
-"""Checkpoint files are written atomically and read safely."""
+"""Checkpoint files are written atomically and read safely; the device is the best there is, or the one asked for."""
 import os
 
 import pytest
@@ -45,9 +45,23 @@ def test_corrupt_checkpoint_is_one_line_error(tmp_path):
     assert "\n" not in str(error.value) and "unreadable" in str(error.value)
 
 
-def test_pick_device_defaults_and_rejects_missing_cuda():
-    assert common.pick_device("cpu").type == "cpu"
-    assert common.pick_device().type in {"cpu", "cuda", "mps"}
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="--device cpu"):
-            common.pick_device("cuda")
+@pytest.mark.parametrize("cuda, mps, best", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])
+def test_pick_device_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, best):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert common.pick_device() == torch.device(best)
+    assert common.pick_device("cpu") == torch.device("cpu")  # asked for: always
+
+
+def test_pick_device_rejects_a_device_the_machine_lacks_and_names_the_fix(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # so this runs on a GPU machine too
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    for name, lacks in (("cuda", "CUDA but none is available"), ("cuda:1", "CUDA but none is available"),
+                        ("mps", "Apple MPS but it is not available")):
+        with pytest.raises(ValueError) as error:
+            common.pick_device(name)
+        assert str(error.value) == f"--device {name} asked for {lacks}; use --device cpu"
+    with pytest.raises(ValueError, match="is not a device name; use cpu, cuda, cuda:1 or mps"):
+        common.pick_device("tpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert common.pick_device("cuda:1") == torch.device("cuda", 1)  # a CUDA machine takes it as asked

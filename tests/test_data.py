@@ -1,8 +1,12 @@
+"""data.py: the synthetic music (a pure function of seed, split and index; its captions, tempo, mode,
+drums and tuning) and a user's folder (every window of every file, held out by file, bad entries
+skipped with one warning, too small a folder refused in one line)."""
 import itertools
 import json
-import math
+import os
 import re
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,96 +15,12 @@ import torch
 
 import data
 import music
+import stages
+import train
+from audio import SAMPLE_RATE, MelSpectrogram, load_audio
+from conftest import mel_centres, peak_frequency, tone
 
-SR = data.SAMPLE_RATE
-
-
-def tone(freq, seconds, sample_rate=SR, amplitude=0.5):
-    t = torch.arange(round(seconds * sample_rate)) / sample_rate
-    return amplitude * torch.sin(2 * math.pi * freq * t)
-
-
-def peak_frequency(audio, sample_rate=SR):
-    spectrum = np.abs(np.fft.rfft(np.asarray(audio, dtype=np.float64)))
-    return np.fft.rfftfreq(len(audio), 1 / sample_rate)[spectrum.argmax()]
-
-
-def mel_centres():
-    edges = np.linspace(data.hz_to_mel(data.F_MIN), data.hz_to_mel(data.F_MAX), data.N_MELS + 2)
-    return data.mel_to_hz(edges)[1:-1]
-
-
-# ----------------------------------------------------------------------------- mel front end
-
-@pytest.mark.parametrize("samples", [16000, 40960, 163840])
-def test_mel_frame_count_is_samples_over_hop(samples):
-    mel = data.MelSpectrogram()(torch.randn(2, 3, samples))
-    assert mel.shape == (2, 3, samples // data.HOP, data.N_MELS)
-
-
-@pytest.mark.parametrize("freq", [440.0, 1000.0, 3000.0])
-def test_pure_tone_peaks_in_the_nearest_mel_bin(freq):
-    mel = data.MelSpectrogram()(tone(freq, 1.0))
-    assert mel.mean(0).argmax().item() == np.abs(mel_centres() - freq).argmin()
-
-
-def test_silence_is_the_log_floor():
-    mel = data.MelSpectrogram()(torch.zeros(1600))
-    assert torch.allclose(mel, torch.full_like(mel, math.log(1e-5)))
-
-
-def test_mel_filterbank_rows_have_unit_area():
-    weights = data.mel_filterbank()
-    assert weights.shape == (data.N_MELS, data.N_FFT // 2 + 1) and weights.min() >= 0
-    area = weights.sum(1) * (SR / data.N_FFT)  # Riemann sum of each triangle over frequency in Hz
-    assert torch.allclose(area, torch.ones(data.N_MELS), atol=0.03)
-
-
-def test_slaney_mel_scale():
-    assert data.hz_to_mel(1000.0) == pytest.approx(15.0)  # the linear-log break point
-    assert data.hz_to_mel(600.0) == pytest.approx(9.0)    # linear part: 3 mels per 200 Hz
-    hz = np.array([0.0, 100.0, 999.0, 1000.0, 4321.0, 8000.0])
-    assert np.allclose(data.mel_to_hz(data.hz_to_mel(hz)), hz)
-
-
-# ----------------------------------------------------------------------------- files
-
-def test_save_load_round_trip(tmp_path):
-    audio = torch.rand(8000) * 1.8 - 0.9
-    path = data.save_wav(tmp_path / "sub" / "x.wav", audio)
-    loaded = data.load_audio(path)
-    assert loaded.dtype == torch.float32 and loaded.shape == audio.shape
-    assert (loaded - audio).abs().max() < 1 / 32767  # 16-bit quantisation
-
-
-def test_save_clips_instead_of_wrapping(tmp_path):
-    data.save_wav(tmp_path / "loud.wav", torch.tensor([1.7, -3.0, 0.5]))
-    assert torch.allclose(data.load_audio(tmp_path / "loud.wav"), torch.tensor([1.0, -1.0, 0.5]), atol=1e-4)
-
-
-def test_resampling_keeps_the_frequency():
-    resampled = data.resample(tone(1000.0, 1.0, sample_rate=44100), 44100, SR)
-    assert resampled.shape == (SR,)
-    assert peak_frequency(resampled) == pytest.approx(1000.0, abs=1.0)
-
-
-def test_load_audio_makes_stereo_mono_resamples_and_reads_a_window(tmp_path):
-    left, right = tone(440.0, 2.0, 44100), tone(440.0, 2.0, 44100, amplitude=0.1)
-    soundfile.write(tmp_path / "stereo.flac", torch.stack([left, right], 1).numpy(), 44100)
-    audio = data.load_audio(tmp_path / "stereo.flac")
-    assert audio.shape == (2 * SR,)
-    assert peak_frequency(audio) == pytest.approx(440.0, abs=1.0)
-    assert audio.abs().max() == pytest.approx(0.3, abs=0.01)  # the mean of the two channels
-    window = data.load_audio(tmp_path / "stereo.flac", offset=0.5, duration=1.0)
-    assert abs(window.shape[0] - SR) <= 1
-
-
-def test_unreadable_file_is_a_one_line_error(tmp_path):
-    path = tmp_path / "broken.wav"
-    path.write_bytes(b"RIFF this is not audio")
-    with pytest.raises(ValueError, match="broken.wav") as error:
-        data.load_audio(path)
-    assert "\n" not in str(error.value)
+SR = SAMPLE_RATE
 
 
 # ----------------------------------------------------------------------------- synthetic music
@@ -126,8 +46,8 @@ def test_synth_clip_shape_loudness_and_vocabulary(seconds):
         audio, attributes = item["audio"], item["attributes"]
         assert audio.dtype == torch.float32 and audio.shape == (round(seconds * SR),)
         assert audio.abs().max() <= 0.99 + 1e-6 and 0.05 < audio.pow(2).mean().sqrt() <= 0.1 + 1e-4
-        assert attributes["instrument"] in data.INSTRUMENTS and attributes["mode"] in data.MODES
-        low, high = data.TEMPOS[attributes["tempo"]]
+        assert attributes["instrument"] in music.INSTRUMENTS and attributes["mode"] in music.MODES
+        low, high = music.TEMPOS[attributes["tempo"]]
         assert low <= attributes["bpm"] <= high and isinstance(attributes["drums"], bool)
 
 
@@ -294,7 +214,7 @@ def render(seed, seconds=2.56, **attributes):
 def onsets_per_second(audio):
     """Spectral flux: the summed rise of the log-mel from one frame to the next; an onset is a
     local maximum of the flux one standard deviation above its mean."""
-    mel = data.MelSpectrogram()(torch.as_tensor(audio))
+    mel = MelSpectrogram()(torch.as_tensor(audio))
     flux = (mel[1:] - mel[:-1]).clamp(min=0).sum(-1)
     threshold = flux.mean() + flux.std()
     peaks = (flux[1:-1] > threshold) & (flux[1:-1] >= flux[:-2]) & (flux[1:-1] > flux[2:])
@@ -343,7 +263,7 @@ def test_clips_are_drawn_only_in_the_dataset_keys():
 
 def test_drums_add_broadband_energy():
     high = torch.tensor(mel_centres() > 4000.0)
-    mel = data.MelSpectrogram()
+    mel = MelSpectrogram()
     for seed, instrument in enumerate(music.INSTRUMENTS):
         fractions = []
         for drums in (False, True):
@@ -399,31 +319,143 @@ def folder(tmp_path):
 def test_folder_dataset_skips_bad_files_with_one_counting_warning(folder):
     expected = r"skipped 3 of 6 .*1 unreadable, 1 silent, 1 without a caption"
     with pytest.warns(UserWarning, match=expected) as record:
-        ds = data.AudioFolderDataset(folder, seconds=2.56, train=False)
+        ds = data.AudioFolderDataset(folder, seconds=2.56)
     assert len(record) == 1
-    assert sorted(item["caption"] for item in ds) == ["a rising ramp", "a short beep", "a wide A"]
+    assert sorted(item["caption"] for item in ds) == ["a rising ramp", "a short beep", "a wide A"]  # one window each
     items = {item["caption"]: item["audio"] for item in ds}
     assert all(audio.shape == (40960,) and audio.dtype == torch.float32 for audio in items.values())
     assert peak_frequency(items["a wide A"]) == pytest.approx(440.0, abs=1.0)
     short = items["a short beep"]
     assert short[:SR // 2 - 100].abs().max() > 0.3 and short[SR // 2 + 100:].abs().max() == 0  # zero-padded
-    # evaluation takes the centre: a 2.56 s window of a 3 s ramp starts 0.22 s in
+    # a file's windows are centred: the one 2.56 s window of a 3 s ramp starts 0.22 s in
     assert items["a rising ramp"][0].item() == pytest.approx(-0.5 + 0.22 / 3, abs=2e-3)
     assert "attributes" not in ds[0]
 
 
-def test_folder_dataset_training_crops_are_random_but_seeded(folder):
-    with pytest.warns(UserWarning):
-        a, b = (data.AudioFolderDataset(folder, seconds=1.0, train=True, seed=3, min_clips=1) for _ in range(2))
-    ramp = [i for i, (path, _, _) in enumerate(a.items) if path.endswith("ramp.wav")][0]
-    starts = []
-    for epoch in range(4):
-        a.set_epoch(epoch), b.set_epoch(epoch)
-        crop = a[ramp]["audio"]
-        assert torch.equal(crop, b[ramp]["audio"])
-        assert -0.5 - 1e-3 <= crop.min() and crop.max() <= 0.5 + 1e-3 and crop.abs().max() > 0
-        starts.append(round(crop[0].item(), 3))
-    assert len(set(starts)) == 4
+def test_window_offsets_cut_non_overlapping_centred_windows():
+    assert data.window_offsets(1.0, 2.56) == [0.0]  # shorter than a window: one, zero-padded
+    assert data.window_offsets(2.56, 2.56) == [0.0]
+    assert data.window_offsets(5.12, 2.56) == [0.0, 2.56]  # an exact multiple loses nothing
+    assert data.window_offsets(8.0, 2.56) == pytest.approx([0.16, 2.72, 5.28])  # 0.32 s left over, half each end
+    offsets = data.window_offsets(180.0, 2.56)  # a 3-minute song: 70 windows, not one
+    assert len(offsets) == 70 and offsets[0] >= 0 and offsets[-1] + 2.56 <= 180.0 + 1e-9
+    assert np.diff(offsets) == pytest.approx([2.56] * 69)
+
+
+# A folder of long files whose windows differ: file i holds WINDOWS[i] windows of SECONDS, window k
+# of it a pure tone of its own (window_hz), between margins of EDGE_HZ that are LEFT_OVER[i] seconds
+# in all (half at each end, where a centred cut puts the remainder). Its caption is "song i".
+SECONDS, WINDOWS, LEFT_OVER, EDGE_HZ = 0.5, (2, 3, 4, 2, 3, 4), (0.2, 0.3, 0.0, 0.1, 0.45, 0.2), 3000.0
+
+
+def window_hz(file, window):
+    return 250.0 + 50.0 * (sum(WINDOWS[:file]) + window)  # 250, 300, ..., 1100 Hz: one per window
+
+
+def song(file):
+    edge = tone(EDGE_HZ, LEFT_OVER[file] / 2)
+    windows = [tone(window_hz(file, k), SECONDS) for k in range(WINDOWS[file])]
+    return torch.cat([edge, *windows, edge])
+
+
+@pytest.fixture
+def songs(tmp_path, captioned_folder):
+    """(folder, {peak Hz: (file, window)}) of the six songs above, captioned in .txt files."""
+    root, _ = captioned_folder(tmp_path / "songs", len(WINDOWS), audio=song, caption=lambda i: f"song {i}")
+    return root, {window_hz(f, k): (f, k) for f in range(len(WINDOWS)) for k in range(WINDOWS[f])}
+
+
+def windows_heard(dataset):
+    """[(file, window)] of every item, told by its peak frequency, checking its caption and that
+    none of the margin got in."""
+    heard = []
+    for item in dataset:
+        audio = item["audio"]
+        assert audio.shape == (round(SECONDS * SR),)
+        hz = peak_frequency(audio)
+        file = int(item["caption"].split()[1])
+        nearest = min(range(WINDOWS[file]), key=lambda k: abs(window_hz(file, k) - hz))
+        assert hz == pytest.approx(window_hz(file, nearest), abs=2.0), (item["caption"], hz)
+        spectrum = np.abs(np.fft.rfft(audio.double().numpy()))
+        assert spectrum[round(EDGE_HZ * SECONDS)] < 1e-2 * spectrum.max(), "a window holds some of the margin"
+        heard.append((file, nearest))
+    return heard
+
+
+def test_every_window_of_every_file_is_one_item(songs):
+    root, _ = songs
+    ds = data.AudioFolderDataset(root, SECONDS)
+    assert [(os.path.basename(path), caption) for path, caption, _ in ds.files] == \
+        [(f"clip{i}.wav", f"song {i}") for i in range(len(WINDOWS))]
+    assert [duration for _, _, duration in ds.files] == pytest.approx(
+        [n * SECONDS + left for n, left in zip(WINDOWS, LEFT_OVER)])
+    everything = [(f, k) for f in range(len(WINDOWS)) for k in range(WINDOWS[f])]
+    assert len(ds) == len(ds.windows) == sum(WINDOWS) == 18
+    assert windows_heard(ds) == everything  # each window once, in file order, with its file's caption
+    for (path, caption, offset), (f, k) in zip(ds.windows, everything):
+        assert path.endswith(f"clip{f}.wav") and caption == f"song {f}"
+        assert offset == pytest.approx(LEFT_OVER[f] / 2 + k * SECONDS)
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+
+
+def test_folder_windows_are_cut_at_exactly_their_samples(songs):
+    """Window k of a file is samples [start + k n, start + (k + 1) n) of it, n = SECONDS * 16000,
+    start = the left-over samples' first half: neighbouring windows neither overlap nor skip one."""
+    root, _ = songs
+    ds, n = data.AudioFolderDataset(root, SECONDS), round(SECONDS * SR)
+    for i, (path, _, _) in enumerate(ds.windows):
+        f, k = windows_heard([ds[i]])[0]
+        whole = load_audio(path)
+        start = round(LEFT_OVER[f] * SR / 2) + k * n
+        assert torch.equal(ds[i]["audio"], whole[start:start + n]), (path, k)
+
+
+def test_split_by_file_holds_out_whole_files(songs):
+    root, _ = songs
+    ds = data.AudioFolderDataset(root, SECONDS)
+    for fraction, held_out_files in ((10, {5}), (3, {2, 5})):  # every fraction-th file, at least one
+        with pytest.warns(UserWarning, match="a few hundred"):
+            train, held_out = ds.split_by_file(held_out_fraction=fraction)
+        train_heard, held_out_heard = windows_heard(train), windows_heard(held_out)
+        assert {f for f, _ in held_out_heard} == held_out_files
+        # no window of a held-out file is trained on, and every window of every other file is, once
+        assert sorted(train_heard) == [(f, k) for f in range(len(WINDOWS)) if f not in held_out_files
+                                       for k in range(WINDOWS[f])]
+        assert sorted(held_out_heard) == [(f, k) for f in sorted(held_out_files) for k in range(WINDOWS[f])]
+        assert len(train) + len(held_out) == len(ds)
+
+
+def test_split_by_file_spreads_the_held_out_tenth_over_the_folder():
+    files = [(f"/music/{i:02d}.wav", f"song {i}", 3 * 2.56) for i in range(25)]  # never read: windows only
+    ds = data.AudioFolderDataset("/music", 2.56, files)
+    assert len(ds) == 75
+    with pytest.warns(UserWarning, match="only 25 usable"):
+        train, held_out = ds.split_by_file()
+    assert held_out.files == [files[9], files[19]] and len(held_out) == 6
+    assert train.files == [f for i, f in enumerate(files) if i not in (9, 19)] and len(train) == 69
+    assert not {path for path, _, _ in train.windows} & {path for path, _, _ in held_out.windows}
+
+
+def test_the_training_context_trains_on_every_window_of_the_training_files(songs, tmp_path):
+    """End to end: stages.Context, what every training stage reads, on the folder of songs."""
+    root, by_hz = songs
+    config = replace(train.SMOKE, seconds=SECONDS, num_val_clips=2)
+    with pytest.warns(UserWarning, match="a few hundred"):
+        context = stages.Context(str(tmp_path / "run"), config, str(root), train.World(), progress=False)
+        context.train
+    held_out_file = len(WINDOWS) - 1  # one file in ten, at least one: the last of six
+    training = [(f, k) for f in range(held_out_file) for k in range(WINDOWS[f])]
+    assert len(context.train) == len(training) == 14
+    heard = [by_hz[min(by_hz, key=lambda hz: abs(hz - peak_frequency(clip)))] for clip in context.train.audio]
+    assert sorted(heard) == training
+    assert context.train.captions == [f"song {f}" for f, _ in heard]
+    assert context.train.phrasings == context.train.captions  # a folder's clip has one phrasing
+    assert context.train_mels.shape[0] == len(training)
+    # held-out metrics read num_val_clips windows spread over the held-out file: its first and its last
+    val = [by_hz[min(by_hz, key=lambda hz: abs(hz - peak_frequency(clip)))] for clip in context.val.audio]
+    assert val == [(held_out_file, 0), (held_out_file, WINDOWS[held_out_file] - 1)]
+    assert context.val.captions == [f"song {held_out_file}"] * 2
 
 
 def test_folder_without_usable_pairs_is_a_clear_error(tmp_path):
@@ -433,24 +465,26 @@ def test_folder_without_usable_pairs_is_a_clear_error(tmp_path):
         data.AudioFolderDataset(tmp_path / "missing")
     (tmp_path / "bad.wav").write_bytes(b"not audio")
     (tmp_path / "bad.txt").write_text("caption")
-    with pytest.warns(UserWarning, match="1 unreadable"), pytest.raises(ValueError, match=str(tmp_path)):
+    with pytest.warns(UserWarning, match="1 unreadable"), pytest.raises(ValueError, match="no usable audio") as error:
         data.AudioFolderDataset(tmp_path)
+    assert f"no usable audio with a caption in {tmp_path};" in str(error.value)
     (tmp_path / "metadata.jsonl").write_text('{"file": "bad.wav"}\n')  # a bad line is skipped, not fatal
     with pytest.warns(UserWarning, match=r"metadata.jsonl line 1: has no \"caption\""), \
             pytest.raises(ValueError, match="no usable audio"):
         data.AudioFolderDataset(tmp_path)
 
 
-def good_folder(root, clips=data.MIN_TRAIN_CLIPS):
-    """`clips` audible clips captioned in metadata.jsonl, one a line: "clip0.wav" is "caption 0"."""
-    root.mkdir(exist_ok=True)
-    lines = []
-    for i in range(clips):
-        write(root / f"clip{i}.wav", tone(200.0 + 50 * i, 0.5))
-        lines.append(json.dumps({"file": f"clip{i}.wav", "caption": f"caption {i}"}))
-    return lines
+CLIPS = 5  # half-second tones, one window each at seconds=0.5
 
 
+@pytest.fixture
+def good_folder(tmp_path, captioned_folder):
+    """CLIPS audible clips captioned in metadata.jsonl, one a line: clip{i}.wav is "a tone, number {i}".
+    Returns the lines, for a test to add bad ones."""
+    return captioned_folder(tmp_path, CLIPS, seconds=0.5, metadata=True)[1]
+
+
+GOOD_CAPTIONS = [f"a tone, number {i}" for i in range(CLIPS)]
 BAD_LINES = {  # what a user's metadata.jsonl line may hold, and what the warning says about it
     "not json": (b'{"file": "x.wav", "caption": "a tune"', "not valid JSON"),
     "not utf-8": ('{"file": "clip0.wav", "caption": "caf\u00e9"}'.encode("latin-1"), "not UTF-8"),
@@ -463,70 +497,87 @@ BAD_LINES = {  # what a user's metadata.jsonl line may hold, and what the warnin
 
 
 @pytest.mark.parametrize("case", BAD_LINES)
-def test_a_bad_metadata_line_is_skipped_with_a_warning_naming_it(tmp_path, case):
+def test_a_bad_metadata_line_is_skipped_with_a_warning_naming_it(tmp_path, good_folder, case):
     bad, says = BAD_LINES[case]
-    lines = [line.encode() for line in good_folder(tmp_path)]
+    lines = [line.encode() for line in good_folder]
     lines.insert(2, bad)  # line 3 of the file
     (tmp_path / "metadata.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     with pytest.warns(UserWarning) as record:
-        ds = data.AudioFolderDataset(tmp_path, seconds=0.5, train=False)
+        ds = data.AudioFolderDataset(tmp_path, seconds=0.5)
     assert len(record) == 1
     message = str(record[0].message)
     assert f"{tmp_path / 'metadata.jsonl'} line 3: {says}" in message and "skipped 1 of" in message
     assert "\n" not in message
-    assert sorted(item["caption"] for item in ds) == [f"caption {i}" for i in range(data.MIN_TRAIN_CLIPS)]
+    assert sorted(item["caption"] for item in ds) == GOOD_CAPTIONS
 
 
-def test_a_caption_file_that_is_not_utf8_is_skipped_with_a_warning_naming_it(tmp_path):
-    good_folder(tmp_path)
-    for i in range(data.MIN_TRAIN_CLIPS):  # .txt captions this time, one of them in Latin-1
-        (tmp_path / f"clip{i}.txt").write_text(f"caption {i}")
+def test_a_caption_file_that_is_not_utf8_is_skipped_with_a_warning_naming_it(tmp_path, good_folder):
+    (tmp_path / "metadata.jsonl").unlink()
+    for i in range(CLIPS):  # .txt captions this time, one of them in Latin-1
+        (tmp_path / f"clip{i}.txt").write_text(GOOD_CAPTIONS[i])
     write(tmp_path / "song.wav", tone(440.0, 0.5))
     (tmp_path / "song.txt").write_bytes("un caf\u00e9 tranquille".encode("latin-1"))
-    (tmp_path / "clip0.txt").write_bytes("\ufeffcaption 0".encode("utf-8"))  # a byte-order mark is fine
+    (tmp_path / "clip0.txt").write_bytes(("\ufeff" + GOOD_CAPTIONS[0]).encode("utf-8"))  # a byte-order mark is fine
     with pytest.warns(UserWarning) as record:
-        ds = data.AudioFolderDataset(tmp_path, seconds=0.5, train=False)
+        ds = data.AudioFolderDataset(tmp_path, seconds=0.5)
     assert len(record) == 1
     assert f"{tmp_path / 'song.txt'}: not UTF-8" in str(record[0].message)
-    assert sorted(item["caption"] for item in ds) == [f"caption {i}" for i in range(data.MIN_TRAIN_CLIPS)]
+    assert sorted(item["caption"] for item in ds) == GOOD_CAPTIONS
     # a metadata.jsonl caption replaces the unreadable .txt: nothing to warn about
     (tmp_path / "metadata.jsonl").write_text(json.dumps({"file": "song.wav", "caption": "a calm cafe"}) + "\n")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ds = data.AudioFolderDataset(tmp_path, seconds=0.5, train=False)
-    assert "a calm cafe" in [item["caption"] for item in ds] and len(ds) == data.MIN_TRAIN_CLIPS + 1
+        ds = data.AudioFolderDataset(tmp_path, seconds=0.5)
+    assert "a calm cafe" in [item["caption"] for item in ds] and len(ds) == CLIPS + 1
 
 
-def test_every_kind_of_bad_entry_is_counted_in_one_warning_naming_the_first(tmp_path):
-    lines = good_folder(tmp_path)
-    lines += ["not json", json.dumps({"file": "missing.wav", "caption": "gone"}), json.dumps({"file": "clip0.wav"})]
+def test_every_kind_of_bad_entry_is_counted_in_one_warning_naming_the_first(tmp_path, good_folder):
+    lines = good_folder + ["not json", json.dumps({"file": "missing.wav", "caption": "gone"}),
+                           json.dumps({"file": "clip0.wav"})]
     (tmp_path / "metadata.jsonl").write_text("\n".join(lines) + "\n")
     write(tmp_path / "quiet.wav", torch.zeros(SR))
     (tmp_path / "quiet.txt").write_text("nothing")
     (tmp_path / "latin.wav").write_bytes(b"RIFF")
     (tmp_path / "latin.txt").write_bytes(b"\xe9t\xe9")
     with pytest.warns(UserWarning) as record:
-        ds = data.AudioFolderDataset(tmp_path, seconds=0.5, train=False)
+        ds = data.AudioFolderDataset(tmp_path, seconds=0.5)
     assert len(record) == 1
     message = str(record[0].message)
     assert re.search(r"skipped 5 of \d+ clips \(2 with invalid metadata, 1 missing, 1 with a non-UTF-8 caption, "
                      r"1 silent\)", message), message
     assert f"the first: {tmp_path / 'latin.txt'}: not UTF-8" in message
-    assert len(ds) == data.MIN_TRAIN_CLIPS
+    assert len(ds) == CLIPS
 
 
-def test_training_refuses_far_too_few_clips_in_one_line(tmp_path):
-    good_folder(tmp_path, data.MIN_TRAIN_CLIPS - 1)
-    for i in range(data.MIN_TRAIN_CLIPS - 1):
-        (tmp_path / f"clip{i}.txt").write_text(f"caption {i}")
+def refusal(root, seconds):
+    """split_by_file's one-line refusal of the folder `root`, which must name it and the fix."""
     with pytest.raises(ValueError) as error:
-        data.AudioFolderDataset(tmp_path, seconds=0.5, train=True)
+        data.AudioFolderDataset(root, seconds).split_by_file()
     message = str(error.value)
-    assert f"{tmp_path}: only {data.MIN_TRAIN_CLIPS - 1} usable" in message and "add more" in message
+    assert message.startswith(f"{root}: only ") and message.endswith("add more captioned audio to the folder")
     assert "\n" not in message
-    assert len(data.AudioFolderDataset(tmp_path, seconds=0.5, train=False)) == data.MIN_TRAIN_CLIPS - 1
-    # one more clip trains, with a warning that a few hundred are needed to learn much
-    write(tmp_path / "more.wav", tone(700.0, 0.5))
-    (tmp_path / "more.txt").write_text("one more")
+    return message
+
+
+def test_training_refuses_a_folder_with_too_few_files_or_windows_in_one_line(tmp_path, captioned_folder):
+    # one file, however long, leaves nothing to hold out
+    one, _ = captioned_folder(tmp_path / "one", 1, seconds=5.0)
+    assert len(data.AudioFolderDataset(one, 0.5)) == 10
+    assert "only 1 usable captioned file" in refusal(one, 0.5)
+    # four one-window files: one is held out, and three windows cannot fill a smoke batch of four different clips
+    few, _ = captioned_folder(tmp_path / "few", data.MIN_TRAIN_WINDOWS, seconds=0.5)
+    assert f"leave {data.MIN_TRAIN_WINDOWS - 1} windows of 0.5 s to train on" in refusal(few, 0.5)
+    # one file more trains, with a warning that a few hundred files are needed to learn much
+    write(few / "more.wav", tone(700.0, 0.5))
+    (few / "more.txt").write_text("one more")
+    with pytest.warns(UserWarning, match="a few hundred") as record:
+        train_set, held_out = data.AudioFolderDataset(few, 0.5).split_by_file()
+    assert len(record) == 1 and str(few) in str(record[0].message)
+    assert (len(train_set), len(held_out)) == (data.MIN_TRAIN_WINDOWS, 1)
+    # windows count, not files: two files of three windows are refused, and trained on once the first has four
+    two, _ = captioned_folder(tmp_path / "two", 2, seconds=3 * 0.5)
+    assert "leave 3 windows" in refusal(two, 0.5)
+    write(two / "clip0.wav", tone(200.0, 4 * 0.5))
     with pytest.warns(UserWarning, match="a few hundred"):
-        assert len(data.AudioFolderDataset(tmp_path, seconds=0.5, train=True)) == data.MIN_TRAIN_CLIPS
+        train_set, held_out = data.AudioFolderDataset(two, 0.5).split_by_file()
+    assert (len(train_set), len(held_out)) == (4, 3)

@@ -2,7 +2,6 @@
 import json
 import math
 import os
-import shutil
 
 import pytest
 import torch
@@ -94,15 +93,10 @@ def test_accuracy_compares_the_top_guess_with_the_truth():
 
 # ----------------------------------------------------------------------------- end to end
 
-def private_copy(smoke_run, tmp_path):
-    """The session's smoke run is shared: evaluate.py writes its JSON and classifier into a copy."""
-    run_dir = str(tmp_path / "run")
-    shutil.copytree(smoke_run, run_dir)
-    return run_dir
+# The session's smoke run is shared: evaluate.py writes its JSON and classifier into a private copy.
 
-
-def test_evaluate_cli_writes_metrics_and_reuses_its_classifier(smoke_run, tmp_path):
-    smoke_run = private_copy(smoke_run, tmp_path)
+def test_evaluate_cli_writes_metrics_and_reuses_its_classifier(copy_smoke_run):
+    smoke_run = copy_smoke_run()
     args = ("--run", smoke_run, "--num", "4", "--steps", "2", "--device", "cpu", "--classifier-clips", "24",
             "--classifier-steps", "10")
     result = run_script("evaluate.py", *args)
@@ -133,8 +127,8 @@ def test_evaluate_cli_writes_metrics_and_reuses_its_classifier(smoke_run, tmp_pa
     assert torch.equal(evaluator.generate(2, 3.0, "euler", 0), evaluator.generate(2, 3.0, "euler", 0))
 
 
-def test_attribute_chain_measures_every_link(smoke_run, tmp_path):
-    smoke_run = private_copy(smoke_run, tmp_path)
+def test_attribute_chain_measures_every_link(copy_smoke_run):
+    smoke_run = copy_smoke_run()
     args = ("--run", smoke_run, "--num", "4", "--steps", "2", "--device", "cpu", "--classifier-clips", "24",
             "--classifier-steps", "10", "--chain")
     result = run_script("evaluate.py", *args)

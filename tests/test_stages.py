@@ -1,9 +1,9 @@
-"""stages.py and train.py's loop: the learning-rate schedule, caption dropout, per-step randomness,
-data-parallel sharding, loss curves of every phase, and the run folder's bad input."""
+"""stages.py and train.py's loop: the learning-rate schedule, per-step randomness, data-parallel
+sharding, the flow step (caption dropout, the path and its target, the DDPM baseline's, the loss,
+the optimiser and the EMA), loss curves of every phase, and the run folder's bad input."""
 import csv
 import math
 import os
-import shutil
 from dataclasses import replace
 
 import pytest
@@ -12,7 +12,7 @@ import torch
 import flow
 import stages
 import train
-from conftest import run_script
+from conftest import copy_run, run_script
 from train import World
 
 
@@ -47,21 +47,6 @@ def test_learning_rate_of_a_very_short_stage_is_still_defined():
     assert 0 < stages.learning_rate_factor(2, 3) <= 1.0
 
 
-# ----------------------------------------------------------------------------- caption dropout
-
-def test_drop_conditions_swaps_exactly_the_dropped_rows_for_the_empty_caption():
-    torch.manual_seed(0)
-    cond = {"txt": torch.randn(5, 3, 4), "txt_mask": torch.ones(5, 3, dtype=torch.bool), "y": torch.randn(5, 2)}
-    empty = {"txt": torch.zeros(3, 4), "txt_mask": torch.tensor([True, False, False]), "y": torch.full((2,), 7.0)}
-    drop = torch.tensor([True, False, False, True, False])
-    out = flow.drop_conditions(cond, empty, drop)
-    for key in cond:
-        assert out[key].shape == cond[key].shape and out[key].dtype == cond[key].dtype
-        for row in range(5):
-            expected = empty[key] if drop[row] else cond[key][row]
-            assert torch.equal(out[key][row], expected), (key, row)
-
-
 # ----------------------------------------------------------------------------- randomness and sharding
 
 def context(run_dir, config=train.SMOKE, rank=0, size=1):
@@ -87,26 +72,110 @@ def test_shards_of_all_processes_make_up_the_global_batch(tmp_path):
 
 @pytest.fixture(scope="module")
 def flow_stage(smoke_run, tmp_path_factory):
-    """The smoke run's flow stage, rebuilt in a copy of its folder (its cached features included)."""
-    run_dir = str(tmp_path_factory.mktemp("flow_stage") / "run")
-    shutil.copytree(smoke_run, run_dir)
+    """The smoke run's flow stage, rebuilt in a copy of its folder (its cached features included),
+    with a batch of 400 so shares of the batch are measured closely."""
+    run_dir = copy_run(smoke_run, tmp_path_factory.mktemp("flow_stage") / "run")
     return stages.build("flow", context(run_dir, replace(train.SMOKE, flow=replace(train.SMOKE.flow, batch_size=400))))
 
 
-def test_flow_batches_drop_about_a_tenth_of_the_captions(flow_stage):
-    empty_y = flow_stage.cache["empty_y"]
-    dropped = [(y == empty_y).all(dim=1).float().mean().item() for y in
-               (flow_stage.batch(step)[5] for step in range(5))]
+class AtTheNetwork(Exception):
+    """Stops a flow step where it calls the network, before the optimiser moves anything."""
+
+
+def network_inputs(stage, step):
+    """What `stage.train_step(step)` gives the network: {z_t, t, txt, txt_mask, y}, and through
+    `stage.path` the (x0, noise, t) it made z_t from."""
+    seen, path = {}, stage.path
+
+    def record_path(x0, noise, t):
+        seen.update(x0=x0, noise=noise, path_t=t)
+        return path(x0, noise, t)
+
+    def velocity(z_t, t, txt, txt_mask, y, forward=None):
+        seen.update(z_t=z_t, t=t, txt=txt, txt_mask=txt_mask, y=y)
+        raise AtTheNetwork
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stage, "path", record_path)
+        patch.setattr(stage.model, "velocity", velocity)
+        with pytest.raises(AtTheNetwork):
+            stage.train_step(step)
+    return seen
+
+
+def test_flow_steps_drop_about_a_tenth_of_the_captions_and_all_of_each_dropped_one(flow_stage):
+    c = flow_stage.cache
+    dropped = []
+    for step in range(5):
+        seen = network_inputs(flow_stage, step)
+        empty = (seen["y"] == c["empty_y"]).all(dim=1)
+        dropped.append(empty.float().mean().item())
+        # a dropped caption is the empty caption in all three of its forms ...
+        assert (seen["txt"][empty] == c["empty_txt"]).all() and (seen["txt_mask"][empty] == c["empty_mask"]).all()
+        # ... and a kept one is one phrasing, whole: its T5 features, mask and CLAP embedding together,
+        # beside the latent of the clip it describes
+        for row in (~empty).nonzero().flatten().tolist():
+            (phrasing,) = (c["y"] == seen["y"][row]).all(dim=1).nonzero().flatten().tolist()
+            assert torch.equal(seen["txt"][row], c["txt"][phrasing])
+            assert torch.equal(seen["txt_mask"][row], c["txt_mask"][phrasing])
+            assert torch.equal(seen["x0"][row], c["latents"][c["caption_clip"][phrasing]])
     # 2000 rows at p = 0.1: the standard deviation of the share is 0.007
     assert sum(dropped) / len(dropped) == pytest.approx(train.SMOKE.caption_dropout, abs=0.03)
+    assert min(dropped) > 0
 
 
-def test_flow_batches_are_a_pure_function_of_the_step(flow_stage):
-    a, b, c = flow_stage.batch(7), flow_stage.batch(7), flow_stage.batch(8)
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
-    assert not torch.equal(a[1], c[1])
-    x0, noise, t = a[:3]
+def test_flow_steps_are_a_pure_function_of_the_step(flow_stage):
+    a, b, c = (network_inputs(flow_stage, step) for step in (7, 7, 8))
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert not torch.equal(a["noise"], c["noise"]) and not torch.equal(a["t"], c["t"])
+    x0, noise, t = a["x0"], a["noise"], a["t"]
     assert noise.shape == x0.shape and t.shape == (len(x0),) and ((t > 0) & (t < 1)).all()
+
+
+def test_a_flow_step_regresses_the_straight_path_velocity(flow_stage):
+    seen = network_inputs(flow_stage, 3)
+    x0, noise, t = seen["x0"], seen["noise"], seen["t"]
+    assert torch.equal(seen["path_t"], t)
+    torch.testing.assert_close(seen["z_t"], (1 - t)[:, None, None, None] * x0 + t[:, None, None, None] * noise)
+    z_t, target = flow_stage.path(x0, noise, t)
+    assert torch.equal(z_t, seen["z_t"]) and torch.equal(target, noise - x0)
+
+
+def test_the_ddpm_step_shows_the_network_k_over_1000_and_regresses_the_noise(flow_stage, monkeypatch):
+    monkeypatch.setattr(flow_stage, "run_config", replace(flow_stage.run_config, objective="ddpm"))
+    seen = network_inputs(flow_stage, 3)
+    x0, noise, t = seen["x0"], seen["noise"], seen["t"]
+    k = (t * 1000).round().long()
+    assert torch.allclose(k / 1000, t) and k.min() >= 0 and k.max() <= 999  # integer steps, told as t = k / K
+    assert k.float().std() > 200  # uniform over the steps, not the flow's logit-normal
+    abar = flow.ddpm_schedule()[k].float()[:, None, None, None]
+    torch.testing.assert_close(seen["z_t"], abar.sqrt() * x0 + (1 - abar).sqrt() * noise)
+    assert torch.equal(flow_stage.path(x0, noise, t)[1], noise)
+
+
+def test_a_flow_step_takes_the_mean_square_then_moves_the_weights_and_the_ema(smoke_run, tmp_path, monkeypatch):
+    """One whole step of a fresh flow stage, whose zero-initialised output layer makes v = 0: the
+    loss is then mean (eps - x0)^2 exactly, and the optimiser and the EMA both move."""
+    run_dir = copy_run(smoke_run, tmp_path / "run")
+    stage = stages.build("flow", context(run_dir, replace(train.SMOKE, precision="fp32")))
+    seen, path = {}, stage.path
+    monkeypatch.setattr(stage, "path", lambda x0, noise, t: seen.update(x0=x0, noise=noise) or path(x0, noise, t))
+    before = {name: p.detach().clone() for name, p in stage.model.named_parameters()}
+    ema_before = [p.detach().clone() for p in stage.ema.parameters()]
+    logs = stage.train_step(0)
+    assert logs["loss"] == pytest.approx(((seen["noise"] - seen["x0"]) ** 2).mean().item(), rel=1e-6)
+    assert not torch.equal(stage.model.final_layer.linear.weight, before["final_layer.linear.weight"])
+    assert any(not torch.equal(p, q) for p, q in zip(stage.ema.parameters(), ema_before))
+
+
+def test_time_mean_moves_the_training_times_towards_noise(flow_stage, monkeypatch):
+    """--time-mean m draws t = sigmoid(m + n): E[t] is 0.5 at m = 0 and about 0.77 at m = 1.5."""
+    mean_t = {}
+    for m in (0.0, 1.5):
+        monkeypatch.setattr(flow_stage, "run_config", replace(flow_stage.run_config, time_mean=m))
+        mean_t[m] = network_inputs(flow_stage, 3)["t"].mean().item()
+    assert mean_t[0.0] == pytest.approx(0.5, abs=0.03)
+    assert mean_t[1.5] == pytest.approx(0.77, abs=0.03)
 
 
 # ----------------------------------------------------------------------------- the loop's files
@@ -146,17 +215,6 @@ def test_writing_a_loss_curve_leaves_the_plotting_backend_alone(tmp_path):
     finally:
         plt.switch_backend(before)
     assert os.path.getsize(tmp_path / "demo_loss.png") > 1000
-
-
-def test_time_mean_moves_the_training_times_towards_noise(smoke_run, tmp_path):
-    """--time-mean m draws t = sigmoid(m + n): E[t] is 0.5 at m = 0 and about 0.77 at m = 1.5."""
-    shutil.copytree(smoke_run, tmp_path / "run")
-    mean_t = {}
-    for m in (0.0, 1.5):
-        config = replace(train.SMOKE, time_mean=m, flow=replace(train.SMOKE.flow, batch_size=400))
-        mean_t[m] = stages.build("flow", context(str(tmp_path / "run"), config)).batch(3)[2].mean().item()
-    assert mean_t[0.0] == pytest.approx(0.5, abs=0.03)
-    assert mean_t[1.5] == pytest.approx(0.77, abs=0.03)
 
 
 def test_each_stage_says_which_precision_it_trains_in(tmp_path):

@@ -5,22 +5,14 @@ import pytest
 import torch
 
 import text
+from conftest import train_stage
 from text import (BYTE_OFFSET, CLAP, EOS, PAD, ByteTokenizer, CLAPConfig, T5Config, T5Decoder, T5Encoder,
                   info_nce, relative_position_bucket, retrieval_metrics, sentinel, span_corrupt)
+from train import StageSize
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # these models are tiny: a second thread mostly waits
 
 TINY_T5 = T5Config(d_model=32, num_layers=2, num_heads=2, d_ff=64, max_length=64)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These models are tiny: on a busy 2-core machine, OpenMP threads waiting on each other cost
-    far more than they gain (a 32-wide Linear took 30 ms with 2 threads, 0.02 ms with 1)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 CAPTIONS = ["A slow, melancholic piano piece in a minor key, without drums.",
             "An upbeat guitar tune with a steady beat.", "", "café ♪", "x"]
 
@@ -157,8 +149,6 @@ def test_pretraining_loss_is_a_cross_entropy_over_the_targets():
 
 def test_the_t5_stage_learns_to_fill_in_spans(tmp_path):
     """The recipe train.py runs (t5_training_batch -> t5_pretrain_loss -> AdamW), overfitting 4 clips' captions."""
-    from conftest import train_stage
-    from train import StageSize
     metrics, history = train_stage(tmp_path, "t5", num_clips=4, num_val_clips=2, seconds=0.32,
                                    t5=StageSize(60, 8, 3e-3))
     losses = [row["loss"] for row in history]
@@ -271,8 +261,6 @@ def test_the_clap_stage_beats_chance_on_held_out_combinations(tmp_path):
     """The recipe train.py runs (clap_training_batch -> CLAP.loss -> AdamW), a few hundred steps on
     short clips. The test split's attribute combinations never occur in training, so retrieval
     there needs words and sounds matched piece by piece."""
-    from conftest import train_stage
-    from train import StageSize
     metrics, history = train_stage(tmp_path, "clap", num_clips=512, num_val_clips=96, seconds=1.0,
                                    clap=StageSize(300, 16, 4e-3))
     losses = [row["loss"] for row in history]

@@ -1,6 +1,8 @@
 """train.py and sample.py end to end on the --smoke settings: files, resume, DDP, errors."""
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -9,8 +11,11 @@ import pytest
 import soundfile
 import torch
 
-from common import STAGES, load_checkpoint
-from conftest import ROOT, copy_frozen_stages, run_script
+from audio import save_wav
+from common import STAGES, CheckpointError, git_commit, load_checkpoint
+from conftest import ROOT, run_script
+from data import SynthMusicDataset
+from pipeline import Pipeline, load_stage
 from vae import VAE, VAEConfig
 
 
@@ -29,8 +34,6 @@ def test_smoke_trains_every_stage(smoke_training):
         assert os.path.exists(os.path.join(run_dir, f"{stage}_loss.png"))
     assert os.listdir(os.path.join(run_dir, "samples")), "no sample WAVs written during flow training"
     assert "vae.pt" in result.stdout
-    import json
-    from common import git_commit
     with open(os.path.join(run_dir, "made_by.json")) as f:  # what export.py ships beside the weights
         made_by = json.load(f)
     assert made_by["command"].startswith("python train.py --smoke --run") and made_by["commit"] == git_commit()[0]
@@ -74,9 +77,9 @@ def test_sample_is_deterministic_and_batch_independent(smoke_run, tmp_path):
     assert abs(first - a).max() < 1e-3, "a clip must not depend on the other prompts in its batch"
 
 
-def test_interrupt_saves_and_resume_continues_the_step_count(smoke_run, tmp_path):
-    run_dir = str(tmp_path / "resume")
-    copy_frozen_stages(smoke_run, run_dir)
+@pytest.mark.slow  # train.py in a second process, stopped by a signal
+def test_interrupt_saves_and_resume_continues_the_step_count(copy_smoke_run):
+    run_dir = copy_smoke_run("resume", frozen_only=True)
     args = [sys.executable, os.path.join(ROOT, "train.py"), "--smoke", "--run", run_dir, "--stage", "flow",
             "--flow-steps", "100000", "--device", "cpu"]
     process = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -102,9 +105,8 @@ def test_interrupt_saves_and_resume_continues_the_step_count(smoke_run, tmp_path
     assert final["done"] and [row["step"] for row in final["history"]] == list(range(1, stop + 1))
 
 
-def test_resume_with_another_preset_names_the_trained_config(smoke_run, tmp_path):
-    run_dir = str(tmp_path / "mismatch")
-    copy_frozen_stages(smoke_run, run_dir)
+def test_resume_with_another_preset_names_the_trained_config(smoke_run, copy_smoke_run):
+    run_dir = copy_smoke_run("mismatch", frozen_only=True)
     finished = load_checkpoint(os.path.join(smoke_run, "flow.pt"))
     unfinished = {**finished, "done": False, "step": 1, "extra": {}, "optimizers": {"main": None},
                   "rng": torch.get_rng_state()}
@@ -115,13 +117,21 @@ def test_resume_with_another_preset_names_the_trained_config(smoke_run, tmp_path
     assert "was trained with config" in line and "hidden_size': 128" in line and "--preset" in line
 
 
-def test_ddp_on_two_cpu_processes_matches_one_process(smoke_run, tmp_path):
+def free_port():
+    """A TCP port no process listens on now: the one the system hands out for port 0."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow  # torchrun: two training processes
+def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     single, double = str(tmp_path / "one"), str(tmp_path / "two")
     # fp32: what is compared is the data-parallel split, not bf16's roundings (which the summation
     # order of two processes flips, and training amplifies: 0.2% on the scale factor in bf16)
     run_script("train.py", "--smoke", "--run", single, "--stage", "vae", "--device", "cpu", "--precision", "fp32")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                             "--master_port=29517", os.path.join(ROOT, "train.py"), "--smoke", "--run-dir", double,
+                             f"--master_port={free_port()}", os.path.join(ROOT, "train.py"), "--smoke", "--run-dir", double,
                              "--stage", "vae", "--device", "cpu", "--precision", "fp32"], cwd=ROOT,
                             capture_output=True, text=True,
                             timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -147,9 +157,8 @@ def test_missing_run_says_which_command_makes_it(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_corrupt_checkpoint_is_a_one_line_error(smoke_run, tmp_path):
-    run_dir = str(tmp_path / "corrupt")
-    copy_frozen_stages(smoke_run, run_dir)
+def test_corrupt_checkpoint_is_a_one_line_error(copy_smoke_run):
+    run_dir = copy_smoke_run("corrupt", frozen_only=True)
     with open(os.path.join(run_dir, "flow.pt"), "wb") as f:
         f.write(b"\x00" * 100)
     result = run_script("sample.py", "--run", run_dir, check=False)
@@ -189,9 +198,8 @@ def test_train_rejects_bad_arguments(tmp_path):
     assert result.returncode == 1 and "not a device name" in error_line(result)
 
 
-def test_ddpm_objective_trains_and_samples_with_ddim_only(smoke_run, tmp_path):
-    run_dir = str(tmp_path / "ddpm")
-    copy_frozen_stages(smoke_run, run_dir)
+def test_ddpm_objective_trains_and_samples_with_ddim_only(smoke_run, copy_smoke_run, tmp_path):
+    run_dir = copy_smoke_run("ddpm", frozen_only=True)
     run_script("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--objective", "ddpm", "--device", "cpu")
     assert load_checkpoint(os.path.join(run_dir, "flow.pt"))["run_config"]["objective"] == "ddpm"
     out = str(tmp_path / "ddpm.wav")
@@ -209,29 +217,33 @@ def test_ddpm_objective_trains_and_samples_with_ddim_only(smoke_run, tmp_path):
     assert "--objective rectified_flow" in error_line(result)
 
 
-def test_own_audio_folder_trains_and_samples(tmp_path):
-    """--data: a folder of WAVs with metadata.jsonl (no ground-truth attributes) runs end to end."""
-    import json
-    from data import SynthMusicDataset, save_wav
-    folder, run_dir = tmp_path / "music", str(tmp_path / "run")
-    folder.mkdir()
-    clips = SynthMusicDataset("train", 8, 3.0, seed=5)
-    with open(folder / "metadata.jsonl", "w") as f:
-        for i in range(len(clips)):
-            save_wav(str(folder / f"clip{i}.wav"), clips[i]["audio"], 16000)
-            f.write(json.dumps({"file": f"clip{i}.wav", "caption": clips[i]["caption"]}) + "\n")
+def test_own_audio_folder_trains_on_every_window_of_its_training_files_and_samples(tmp_path, captioned_folder):
+    """--data: a folder of WAVs with metadata.jsonl (no ground-truth attributes) runs end to end, and
+    the flow model's cache encodes every 2.56 s window of the files that are not held out."""
+    clips = SynthMusicDataset("train", 6, 3 * 2.56 + 0.5, seed=5)  # three windows a file, 0.5 s left over
+    folder, _ = captioned_folder(tmp_path / "music", len(clips), metadata=True, audio=lambda i: clips[i]["audio"],
+                                 caption=lambda i: clips[i]["caption"])
+    run_dir = str(tmp_path / "run")
     run_script("train.py", "--smoke", "--data", str(folder), "--run", run_dir, "--device", "cpu")
     metrics = load_checkpoint(os.path.join(run_dir, "clap.pt"))["metrics"]
     assert "R@1" in metrics and not any(k.startswith("zero_shot") for k in metrics)
+    cache = load_checkpoint(os.path.join(run_dir, "flow_cache.pt"))
+    training_windows = 5 * 3  # the sixth file is held out, with all its windows
+    assert cache["num_clips"] == cache["num_captions"] == len(cache["latents"]) == training_windows
+    # a file's caption goes with each of its windows: the three windows of a file share their text features
+    assert cache["caption_clip"].tolist() == list(range(training_windows))
+    for file in range(5):
+        rows = cache["txt"][3 * file:3 * file + 3]
+        assert torch.equal(rows[0], rows[1]) and torch.equal(rows[0], rows[2])
+        assert not torch.equal(rows[0], cache["txt"][3 * ((file + 1) % 5)])
     out = str(tmp_path / "own.wav")
     run_script("sample.py", "--run", run_dir, "--steps", "2", "--seconds", "0.64", "--out", out, "--device", "cpu")
     assert len(soundfile.read(out)[0]) == 64 * 160
 
 
-def test_compiled_flow_stage_trains_the_same_weights(smoke_run, tmp_path):
-    eager, compiled = str(tmp_path / "eager"), str(tmp_path / "compiled")
+def test_compiled_flow_stage_trains_the_same_weights(copy_smoke_run):
+    eager, compiled = copy_smoke_run("eager", frozen_only=True), copy_smoke_run("compiled", frozen_only=True)
     for run_dir, flags in ((eager, []), (compiled, ["--compile"])):  # fp32: bf16 rounding would swamp the comparison
-        copy_frozen_stages(smoke_run, run_dir)
         run_script("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--device", "cpu", "--precision", "fp32",
                    *flags)
     a = load_checkpoint(os.path.join(eager, "flow.pt"))
@@ -243,14 +255,10 @@ def test_compiled_flow_stage_trains_the_same_weights(smoke_run, tmp_path):
 
 
 @pytest.mark.parametrize("mel_l1, stft, uses_vocoder", [(0.4, 1.7, True), (0.5, 1.7, False), (0.4, 1.9, False)])
-def test_pipeline_plays_through_the_vocoder_only_where_it_beat_griffin_lim_on_both(smoke_run, tmp_path,
+def test_pipeline_plays_through_the_vocoder_only_where_it_beat_griffin_lim_on_both(copy_smoke_run,
                                                                                     mel_l1, stft, uses_vocoder):
     """Griffin-Lim scores 0.45 / 1.8 here; the run's vocoder must beat both numbers to be used."""
-    import shutil
-
-    from pipeline import Pipeline
-    run_dir = str(tmp_path / "run")
-    shutil.copytree(smoke_run, run_dir)
+    run_dir = copy_smoke_run()
     path = os.path.join(run_dir, "vocoder.pt")
     checkpoint = load_checkpoint(path)
     checkpoint["metrics"] = {"vocoder_mel_l1": mel_l1, "vocoder_stft": stft,
@@ -265,14 +273,10 @@ def test_pipeline_plays_through_the_vocoder_only_where_it_beat_griffin_lim_on_bo
     assert Pipeline(run_dir, "cpu", use_vocoder=True).vocoder is not None  # asked for: always
 
 
-def test_a_vocoder_from_an_older_version_is_a_one_line_error(smoke_run, tmp_path):
+def test_a_vocoder_from_an_older_version_is_a_one_line_error(copy_smoke_run):
     """A checkpoint whose config this code no longer builds (the waveform-head vocoder saved
     before `head` existed) names the problem and the command that retrains it."""
-    import shutil
-
-    from common import CheckpointError, load_stage
-    run_dir = str(tmp_path / "old")
-    shutil.copytree(smoke_run, run_dir)
+    run_dir = copy_smoke_run("old")
     path = os.path.join(run_dir, "vocoder.pt")
     checkpoint = load_checkpoint(path)
     checkpoint["config"] = {k: v for k, v in checkpoint["config"].items() if k != "head"}

@@ -2,51 +2,49 @@
 mistakes get one line that names the problem and the fix (never a traceback), and one bad
 entry never costs the whole folder."""
 import json
-import math
 import os
 
+import pytest
 import soundfile
 import torch
 
+from audio import save_wav
 from conftest import run_script
-from data import MIN_TRAIN_CLIPS, save_wav
+from data import MIN_TRAIN_WINDOWS
 
 FAST_SAMPLING = ("--steps", "1", "--seconds", "0.64", "--griffin-lim", "--device", "cpu")
-
-
-def captioned_folder(root, clips):
-    """`clips` one-second tones captioned by .txt files: clip0.wav + clip0.txt, ..."""
-    root.mkdir()
-    for i in range(clips):
-        t = torch.arange(16000) / 16000
-        save_wav(str(root / f"clip{i}.wav"), 0.5 * torch.sin(2 * math.pi * (200 + 50 * i) * t))
-        (root / f"clip{i}.txt").write_text(f"a tone, number {i}")
-    return root
 
 
 def stderr_lines(result):
     return [line for line in result.stderr.splitlines() if line.strip()]
 
 
-def test_train_refuses_a_folder_with_far_too_few_clips_in_one_line(tmp_path):
-    folder = captioned_folder(tmp_path / "few", MIN_TRAIN_CLIPS - 1)
+@pytest.mark.parametrize("files, seconds, says", [
+    (1, 10.0, "only 1 usable captioned file"),  # four windows, but no second file to hold out
+    (MIN_TRAIN_WINDOWS, 1.0, f"leave {MIN_TRAIN_WINDOWS - 1} windows of 2.56 s to train on"),  # one held out
+])
+def test_train_refuses_a_folder_with_far_too_few_files_or_windows_in_one_line(tmp_path, captioned_folder, files,
+                                                                            seconds, says):
+    folder, _ = captioned_folder(tmp_path / "few", files, seconds=seconds)
     result = run_script("train.py", "--smoke", "--data", str(folder), "--run", str(tmp_path / "run"),
                         "--device", "cpu", check=False)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     (line,) = stderr_lines(result)
-    assert str(folder) in line and f"only {MIN_TRAIN_CLIPS - 1} usable" in line and "add more" in line
+    assert line.startswith(f"{folder}: only ") and says in line
+    assert line.endswith("add more captioned audio to the folder")
 
 
-def test_train_skips_bad_entries_with_one_warning_and_trains_on_the_rest(tmp_path):
-    folder = captioned_folder(tmp_path / "mine", MIN_TRAIN_CLIPS)
+def test_train_skips_bad_entries_with_one_warning_and_trains_on_the_rest(tmp_path, captioned_folder):
+    folder, _ = captioned_folder(tmp_path / "mine", 5)
     (folder / "clip0.txt").write_bytes("une m\u00e9lodie".encode("latin-1"))  # a caption saved as Latin-1
     lines = [json.dumps({"file": f"clip{i}.wav", "caption": f"a tone, number {i}"}) for i in range(1, 3)]
     lines[1:1] = ['{"file": "clip1.wav", "caption": "unfinished', '{"file": "gone.wav", "caption": "a tone"}']
     (folder / "metadata.jsonl").write_text("\n".join(lines) + "\n")
     (folder / "extra.wav").write_bytes(b"RIFF, but not audio")
     (folder / "extra.txt").write_text("never heard")
+    noise = torch.Generator().manual_seed(0)
     for i in range(3):  # three more good clips, so that what is left still trains
-        save_wav(str(folder / f"more{i}.wav"), 0.3 * torch.randn(16000))
+        save_wav(str(folder / f"more{i}.wav"), 0.3 * torch.randn(16000, generator=noise))
         (folder / f"more{i}.txt").write_text(f"noise, number {i}")
     run_dir = str(tmp_path / "run")
     result = run_script("train.py", "--smoke", "--data", str(folder), "--run", run_dir, "--stage", "vae",
@@ -64,7 +62,7 @@ def test_train_data_naming_a_file_is_a_one_line_error(tmp_path):
     result = run_script("train.py", "--smoke", "--data", str(not_a_folder), "--run", str(tmp_path / "run"),
                         check=False)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert f"--data {not_a_folder}" in stderr_lines(result)[-1] and "folder" in stderr_lines(result)[-1]
+    assert f"--data {not_a_folder}: is a file, not a folder" in stderr_lines(result)[-1]
 
 
 def test_several_prompts_with_out_song_wav_write_numbered_files(smoke_run, tmp_path):

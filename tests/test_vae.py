@@ -112,15 +112,6 @@ def test_random_crops_are_windows_of_the_clips():
         assert torch.equal(crop, mels[clip, frame:frame + 8])
 
 
-@pytest.fixture
-def one_thread():
-    """Hundreds of tiny ops: on a shared CPU a second thread mostly waits for the first."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_training_batch_draws_crops_and_posterior_noise_reproducibly():
     mels, config = torch.randn(3, 40, 64), VAEConfig()
     crops, noise = training_batch(mels, 5, 16, config, torch.Generator().manual_seed(0))

@@ -6,10 +6,9 @@ import math
 import pytest
 import torch
 
-from data import HOP, N_FFT, MelSpectrogram
-from vocoder import (PERIODS, Discriminators, HiFiGAN, HiFiGANConfig, compare_with_griffin_lim,
-                     discriminator_loss, generator_loss, griffin_lim, inverse_stft, istft_head, mel_to_linear,
-                     multi_resolution_stft_distance, reconstruction_loss, training_batch)
+from audio import HOP, N_FFT, MelSpectrogram, griffin_lim, inverse_stft, mel_to_linear
+from vocoder import (PERIODS, Discriminators, HiFiGAN, HiFiGANConfig, compare_with_griffin_lim, discriminator_loss,
+                     generator_loss, istft_head, multi_resolution_stft_distance, reconstruction_loss, training_batch)
 
 
 def mel_of_noise(frames, batch=2):
