@@ -35,6 +35,7 @@ import soundfile
 import torch
 
 from audio import AUDIO_EXTENSIONS, SAMPLE_RATE, fit_length, load_audio
+import music
 from music import TEST_COMBINATIONS, TRAIN_COMBINATIONS, attributes_to_caption, render_clip, sample_attributes
 
 CAPTIONS_PER_CLIP = 4  # phrasings of each synthetic clip's attributes that training sees
@@ -83,6 +84,11 @@ class SynthMusicDataset(torch.utils.data.Dataset):
         captions = [attributes_to_caption(attributes, np.random.default_rng(where + [k]), typo_rate=TYPO_RATE if k else 0.0)
                     for k in range(self.captions_per_clip)]
         return dict(audio=torch.from_numpy(audio), caption=captions[0], captions=captions, attributes=attributes)
+
+    def score(self, i):
+        """The notes clip i plays (music.score): what the pitch judge checks the audio against."""
+        rng = np.random.default_rng([self.seed, SPLITS.index(self.split), int(i)])
+        return music.score(sample_attributes(self.combinations, rng), self.seconds, rng)
 
 
 SILENCE = 1e-4  # a file whose peak never exceeds -80 dBFS has nothing to learn from

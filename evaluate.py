@@ -78,7 +78,9 @@ import torch.nn.functional as F
 from audio import SAMPLE_RATE, MelSpectrogram, griffin_lim
 from classifier import ATTRIBUTES, CHANCE, accuracy, beat_grid, load_or_train_classifier, log_mels, render
 from common import PRECISIONS, CheckpointError, default_run, load_checkpoint, pick_device, stage_path, train_command
-from data import CLIP_SECONDS
+import music
+import pitch
+from data import CLIP_SECONDS, SynthMusicDataset
 from music import HELD_OUT_TEMPLATES, attributes_to_caption, render_clip
 from pipeline import DEFAULT_CFG, Pipeline, load_stage
 
@@ -147,6 +149,7 @@ class Evaluator:
         self.classifier, self.classifier_accuracy = load_or_train_classifier(
             run_dir, self.seconds, self.seed, classifier_clips, classifier_steps, device, log)
         self.real_audio, self.captions, self.attributes = render("test", num, self.seconds, self.seed)
+        self.scores = [SynthMusicDataset("test", num, self.seconds, self.seed).score(i) for i in range(num)]
         self.rephrased = [attributes_to_caption(a, np.random.default_rng([self.seed, 7, i]),
                                                 (HELD_OUT_TEMPLATES[i % len(HELD_OUT_TEMPLATES)],))
                           for i, a in enumerate(self.attributes)]
@@ -166,8 +169,9 @@ class Evaluator:
                 "precision": self.pipe.precision,
                 "parameters": sum(p.numel() for p in self.pipe.flow_model.parameters())}
 
-    def score(self, audio):
-        """Every metric of a set of clips, row i paired with test caption i."""
+    def score(self, audio, scores=None, sources=None):
+        """Every metric of a set of clips, row i paired with test caption i; the pitch judge also
+        checks the notes of `scores` and the pitch classes of `sources` where the row has them."""
         posteriors = self.classifier.posteriors(audio)
         embeddings = self.audio_embeddings(audio)
         kl = sum(kl_divergence(self.real_posteriors[name], posteriors[name]) for name in ATTRIBUTES)
@@ -175,13 +179,16 @@ class Evaluator:
                 "kl": kl.mean().item(),
                 "inception_score": inception_score(joint_posterior(posteriors)),
                 "clap_score": F.cosine_similarity(self.text_emb, embeddings).mean().item(),
-                "attribute_accuracy": accuracy(posteriors, self.attributes)}
+                "attribute_accuracy": accuracy(posteriors, self.attributes),
+                "pitch": pitch.judge(audio, self.attributes, scores, sources)}
 
     def second_performance(self):
-        """Each test caption played again: same attributes, a fresh melody, chords and drum kit."""
-        return torch.stack([torch.from_numpy(render_clip(a, self.seconds, SAMPLE_RATE,
-                                                         np.random.default_rng([self.seed, 99, i])))
-                            for i, a in enumerate(self.attributes)])
+        """Each test caption played again: same attributes, a fresh melody, chords and drum kit;
+        and the notes each plays."""
+        seeds = [[self.seed, 99, i] for i in range(len(self.attributes))]
+        audio = torch.stack([torch.from_numpy(render_clip(a, self.seconds, SAMPLE_RATE, np.random.default_rng(s)))
+                             for a, s in zip(self.attributes, seeds)])
+        return audio, [music.score(a, self.seconds, np.random.default_rng(s)) for a, s in zip(self.attributes, seeds)]
 
     @torch.no_grad()
     def reconstruct(self):
@@ -215,8 +222,8 @@ class Evaluator:
     def evaluate(self, steps=50, cfg=DEFAULT_CFG, sampler=None, seed=0):
         """The full table: real, reconstructed and generated clips, with settings and chance."""
         sampler = sampler or ("ddim" if self.objective == "ddpm" else "euler")
-        rows = {ROWS[0]: self.score(self.second_performance()),
-                ROWS[1]: self.score(self.reconstruct()),
+        rows = {ROWS[0]: self.score(*self.second_performance()),
+                ROWS[1]: self.score(self.reconstruct(), self.scores, self.real_audio),
                 ROWS[2]: self.score(self.generate(steps, cfg, sampler, seed)),
                 ROWS[3]: self.score(self.generate(steps, cfg, sampler, seed, self.rephrased))}
         settings = {**self.describe_run(), "num": len(self.captions),
@@ -260,13 +267,17 @@ class Evaluator:
         reconstructed = torch.cat([self.pipe.vae.decode(self.pipe.vae.encode(m)) for m in real.split(self.batch_size)])
         mels = {"real": real, "VAE reconstruction": reconstructed,
                 "generated": self.generate_mels(steps, cfg, sampler, seed)}
-        heard = lambda audio: accuracy(self.classifier.posteriors(audio), self.attributes)
-        chain = {"real": {"audio": accuracy(self.real_posteriors, self.attributes)}}
+        def heard(audio, scores):  # the attribute classifier and the pitch judge, on the waveform
+            return {**accuracy(self.classifier.posteriors(audio), self.attributes),
+                    **pitch.judge(audio, self.attributes, scores, None if scores is None else self.real_audio)}
+
+        chain = {"real": {"audio": heard(self.real_audio, self.scores)}}
         for name, mel in mels.items():
+            scores = None if name == "generated" else self.scores  # a generated clip plays its own notes
             chain.setdefault(name, {})
             chain[name]["log-mel"] = accuracy(mel_classifier.posteriors(mel), self.attributes)
-            chain[name]["Griffin-Lim"] = heard(self.play(mel))
-            chain[name]["vocoder"] = heard(self.play(mel, vocoder))
+            chain[name]["Griffin-Lim"] = heard(self.play(mel), scores)
+            chain[name]["vocoder"] = heard(self.play(mel, vocoder), scores)
             log(f"  {name}: " + "; ".join(f"{how} " + " ".join(f"{v:.2f}" for v in acc.values())
                                           for how, acc in chain[name].items()))
         settings = {**self.describe_run(), "num": len(self.captions), "seconds": self.seconds, "steps": steps,
@@ -288,25 +299,35 @@ def short_summary(row):
            f"CLAP {row['clap_score']:.3f}, accuracy {acc}"
 
 
+# the pitch judge's columns (pitch.judge): in-scale energy, mode by scale fit, notes heard at their pitch
+PITCH_COLUMNS = {"in_scale_energy": "in scale", "mode_by_scale_fit": "mode (pitch)", "note_accuracy": "notes"}
+
+
+def pitch_cells(judged):
+    return " | ".join(f"{judged[k]:.2f}" if k in judged else "–" for k in PITCH_COLUMNS)
+
+
 def markdown_table(rows, chance=CHANCE, label="clips"):
     """{name: metric row} -> a markdown table, with a last row of chance accuracies."""
-    head = f"| {label} | FAD ↓ | KL ↓ | IS ↑ | CLAP ↑ | " + " | ".join(ATTRIBUTES) + " |"
-    lines = [head, "|" + "---|" * (5 + len(ATTRIBUTES))]
+    head = f"| {label} | FAD ↓ | KL ↓ | IS ↑ | CLAP ↑ | " + " | ".join([*ATTRIBUTES, *PITCH_COLUMNS.values()]) + " |"
+    lines = [head, "|" + "---|" * (5 + len(ATTRIBUTES) + len(PITCH_COLUMNS))]
     for name, r in rows.items():
         accs = " | ".join(f"{r['attribute_accuracy'][a]:.2f}" for a in ATTRIBUTES)
         lines.append(f"| {name} | {r['fad']:.3f} | {r['kl']:.3f} | {r['inception_score']:.2f} | "
-                     f"{r['clap_score']:.3f} | {accs} |")
-    lines.append("| chance | | | 1 | | " + " | ".join(f"{chance[a]:.2f}" for a in ATTRIBUTES) + " |")
+                     f"{r['clap_score']:.3f} | {accs} | {pitch_cells(r.get('pitch', {}))} |")
+    lines.append("| chance | | | 1 | | " + " | ".join(f"{chance[a]:.2f}" for a in ATTRIBUTES) + " | | 0.50 | |")
     return "\n".join(lines)
 
 
 def chain_table(results):
     """The attribute chain as a markdown table: one row per (clips, heard as)."""
-    lines = ["| clips | heard as | " + " | ".join(ATTRIBUTES) + " |", "|" + "---|" * (2 + len(ATTRIBUTES))]
+    names = [*ATTRIBUTES, *PITCH_COLUMNS.values()]
+    lines = ["| clips | heard as | " + " | ".join(names) + " |", "|" + "---|" * (2 + len(names))]
     for clips, ways in results["chain"].items():
         for how, acc in ways.items():
-            lines.append(f"| {clips} | {how} | " + " | ".join(f"{acc[a]:.2f}" for a in ATTRIBUTES) + " |")
-    lines.append("| chance | | " + " | ".join(f"{results['chance'][a]:.2f}" for a in ATTRIBUTES) + " |")
+            lines.append(f"| {clips} | {how} | " + " | ".join(f"{acc[a]:.2f}" for a in ATTRIBUTES)
+                         + f" | {pitch_cells(acc)} |")
+    lines.append("| chance | | " + " | ".join(f"{results['chance'][a]:.2f}" for a in ATTRIBUTES) + " | | 0.50 | |")
     return "\n".join(lines)
 
 

@@ -406,6 +406,12 @@ def normalise_loudness(audio, rms=0.1, peak=0.99):
     return audio * min(1.0, peak / max(np.abs(audio).max(), 1e-8))
 
 
+def score(attributes, seconds, rng):
+    """The notes (start s, duration s, midi, loudness) that render_clip plays for a generator in the
+    same state: spawned children depend on the seed, not on draws, so the score can be re-read."""
+    return compose(attributes, seconds, rng.spawn(2)[0])
+
+
 def render_clip(attributes, seconds, sample_rate, rng):
     """attributes (see sample_attributes) -> float32 waveform of round(seconds * sample_rate)."""
     music_rng, drum_rng = rng.spawn(2)  # separate streams: drums on/off leaves the music unchanged

@@ -43,15 +43,19 @@ from matplotlib.figure import Figure
 import train
 from audio import MelSpectrogram
 from classifier import CHANCE, render
-from data import CLIP_SECONDS
+import pitch
+from data import CLIP_SECONDS, SynthMusicDataset
 from evaluate import MelJudge
 from pipeline import model_from_checkpoint
 from vocoder import HiFiGAN, HiFiGANConfig, compare_with_griffin_lim
 
 OUT = "results/training_curve"
 FROZEN = ("vae.pt", "vocoder.pt", "clap.pt", "t5.pt")
-VOCODER_EVERY, VOCODER_CLIPS = 300, 16
-VOCODER_ARMS = {"istft128_gan300": ("istft", 3000, 300), "waveform": ("waveform", 3000, 0)}  # head, warm-up, GAN
+VOCODER_EVERY, VOCODER_CLIPS = 500, 32
+# head, reconstruction steps, GAN steps, phase-advance weight
+VOCODER_ARMS = {"istft": ("istft", 4000, 0, 0.0), "istft_phase1": ("istft", 4000, 0, 1.0),
+                "istft_phase3": ("istft", 4000, 0, 3.0), "istft_gan500": ("istft", 3500, 500, 0.0),
+                "waveform": ("waveform", 4000, 0, 0.0)}
 
 
 @contextlib.contextmanager
@@ -129,17 +133,18 @@ def flow_curve(args):
 
 
 def vocoder_curve(args):
-    head, warmup, gan = VOCODER_ARMS[args.arm]
+    head, warmup, gan, phase_weight = VOCODER_ARMS[args.arm]
     steps = warmup + gan
     run_dir = f"runs/curve_vocoder_{args.arm}"
     config = replace(train.TINY, vocoder=replace(train.TINY.vocoder, steps=steps), vocoder_warmup=warmup,
-                     vocoder_head=head, save_every=VOCODER_EVERY)
+                     vocoder_head=head, vocoder_phase_weight=phase_weight, save_every=VOCODER_EVERY)
     snapshots = list(range(VOCODER_EVERY, steps, VOCODER_EVERY)) + [steps]
     start = time.time()
     with keeping_snapshots(os.path.join(run_dir, "vocoder.pt"), snapshots) as seconds:
         train.train(run_dir, config, ["vocoder"])
     seconds[steps] = round(time.time() - start, 1)  # the seconds column: training time to each snapshot
-    audio = render("test", VOCODER_CLIPS, CLIP_SECONDS, 0)[0]
+    audio, _, attributes = render("test", VOCODER_CLIPS, CLIP_SECONDS, 0)
+    scores = [SynthMusicDataset("test", VOCODER_CLIPS, CLIP_SECONDS, 0).score(i) for i in range(VOCODER_CLIPS)]
     rows = []
     for step in snapshots:
         checkpoint = torch.load(snapshot_path(run_dir, "vocoder", step, steps), weights_only=True)
@@ -147,11 +152,14 @@ def vocoder_curve(args):
         generator.load_state_dict(checkpoint["model"])
         with torch.no_grad():
             measured = compare_with_griffin_lim(generator.eval(), audio, MelSpectrogram())
-        rows.append({"step": step, "seconds": seconds.get(step), **measured})
+            vocoded = torch.cat([generator(m) for m in MelSpectrogram()(audio).split(16)])[:, :audio.shape[1]]
+        rows.append({"step": step, "seconds": seconds.get(step), **measured,
+                     **pitch.judge(vocoded, attributes, scores, audio)})
         print(json.dumps(rows[-1]), flush=True)
     path = os.path.join(OUT, "vocoder.json")
     out = json.load(open(path)) if os.path.exists(path) else {}
-    out[args.arm] = {"config": checkpoint["config"], "warmup": warmup, "gan": gan, "rows": rows}
+    out[args.arm] = {"config": checkpoint["config"], "warmup": warmup, "gan": gan, "phase_weight": phase_weight,
+                    "rows": rows}
     write(path, out)
 
 
@@ -198,8 +206,8 @@ def parse_args(argv=None):
     flow.add_argument("--source", default="pretrained/tiny", help="run whose frozen parts and judge to use")
     flow.add_argument("--judge-only", action="store_true", help="judge the snapshots already kept, train nothing")
     flow.add_argument("--device", default="cpu", help="where to judge (default cpu)")
-    vocoder = sub.add_parser("vocoder", help="the vocoder stage, every 300th step against Griffin-Lim")
-    vocoder.add_argument("--arm", choices=VOCODER_ARMS, default="istft128_gan300")
+    vocoder = sub.add_parser("vocoder", help="the vocoder stage, every 500th step against Griffin-Lim and by pitch")
+    vocoder.add_argument("--arm", choices=VOCODER_ARMS, default="istft")
     drawing = sub.add_parser("plot", help="draw flow curves (JSON files this script wrote)")
     drawing.add_argument("json", nargs="+")
     drawing.add_argument("--out", required=True, help="PNG to write")
