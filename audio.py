@@ -72,6 +72,8 @@ def load_audio(path, sample_rate=SAMPLE_RATE, offset=0.0, duration=None):
     ``offset`` and ``duration`` (seconds) read just a window, so a crop of a long file does
     not decode all of it. Raises ValueError with one line naming the file if it cannot be decoded.
     """
+    if not os.path.isfile(path):
+        raise ValueError(f"cannot read audio file {path}: no such file")
     try:
         with soundfile.SoundFile(os.fspath(path)) as file:
             file_rate = file.samplerate

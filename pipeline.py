@@ -127,9 +127,23 @@ class Pipeline:
         """Latents → (log-mel (B, T, 64), waveform (B, 160·T)); Griffin–Lim if no vocoder was loaded."""
         with autocast(self.device, self.precision):
             mel = self.vae.decode(latents).float()
-            if self.vocoder is not None:
-                return mel, self.vocoder(mel).float()
-        return mel, griffin_lim(mel)
+        return mel, self.mel_to_audio(mel)
+
+    @torch.no_grad()
+    def mel_to_audio(self, mel):
+        """Log-mel (B, T, 64) → waveform (B, 160·T) by the vocoder, or Griffin–Lim if none was loaded."""
+        if self.vocoder is None:
+            return griffin_lim(mel)
+        with autocast(self.device, self.precision):
+            return self.vocoder(mel).float()
+
+    @torch.no_grad()
+    def through_vae(self, mel, chunk_frames=1024):
+        """Log-mel (B, T, 64) → its VAE reconstruction, in chunks of 10 s (the VAE is convolutional, so
+        a long file needs no more memory than a chunk); T is cut to a multiple of the VAE's downsampling."""
+        mel = mel[:, :mel.shape[1] // self.vae.config.downsample * self.vae.config.downsample]
+        with autocast(self.device, self.precision):
+            return torch.cat([self.vae.decode(self.vae.encode(part)).float() for part in mel.split(chunk_frames, 1)], 1)
 
     def generate(self, captions, **options):
         return self.latents_to_audio(self.generate_latents(captions, **options))

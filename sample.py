@@ -3,6 +3,7 @@
     python sample.py                                   # default caption, runs/tiny → samples/
     python sample.py --prompt "A fast, cheerful guitar tune in a major key, with drums."
     python sample.py --prompts-file captions.txt --steps 25 --cfg 4 --sampler heun
+    python sample.py --reconstruct song.wav [--through-vae]   # what the log-mel (and VAE) keep of a file
 
 Sampling solves the flow ODE dz/dt = v_θ(z, t, y, c) from pure noise at t = 1 to a VAE
 latent at t = 0 (see flow.py), with classifier-free guidance toward the caption and away from
@@ -21,7 +22,7 @@ import torch
 from matplotlib.figure import Figure  # not pyplot: no backend to choose, none switched under a notebook
 
 from common import PRECISIONS, CheckpointError, default_run, pick_device, positive_int
-from audio import AUDIO_EXTENSIONS, FRAMES_PER_SECOND, save_wav
+from audio import AUDIO_EXTENSIONS, FRAMES_PER_SECOND, MelSpectrogram, load_audio, save_wav
 from pipeline import DEFAULT_CFG, DEFAULT_STEPS, Pipeline, frames_for
 
 DEFAULT_PROMPT = "A slow, melancholic piano piece in a minor key, without drums."
@@ -47,6 +48,11 @@ def parse_args(argv=None):
     prompts = parser.add_mutually_exclusive_group()
     prompts.add_argument("--prompt", help=f'caption to play (default: "{DEFAULT_PROMPT}")')
     prompts.add_argument("--prompts-file", help="text file with one caption per line")
+    prompts.add_argument("--reconstruct", metavar="SONG",
+                         help="instead of generating: play an audio file's log-mel back through the vocoder, "
+                              "so you hear what the mel (and, with --through-vae, the VAE) keep of it")
+    parser.add_argument("--through-vae", action="store_true", help="with --reconstruct: encode and decode the "
+                                                                    "log-mel with the VAE on the way")
     parser.add_argument("--negative-prompt", default="", help="what to steer away from (default: the empty caption)")
     parser.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS,
                         help=f"ODE solver steps (default {DEFAULT_STEPS})")
@@ -65,7 +71,10 @@ def parse_args(argv=None):
     parser.add_argument("--device", help="cpu, cuda or mps (default: the best available)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="auto (default): the networks in bf16 where the CPU/GPU has native bf16, else fp32")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.through_vae and not args.reconstruct:
+        parser.error("--through-vae goes with --reconstruct SONG")
+    return args
 
 
 def read_prompts(args):
@@ -121,8 +130,33 @@ def save_spectrogram(path, mel, caption):
     fig.savefig(path)
 
 
+def reconstruct(args):
+    """--reconstruct: the file's log-mel (through the VAE with --through-vae) made sound again."""
+    try:
+        audio = load_audio(args.reconstruct)  # a one-line ValueError naming the file if it cannot be read
+        pipe = Pipeline(args.run or default_run(), pick_device(args.device),
+                        use_vocoder=False if args.griffin_lim else None, precision=args.precision)
+        mel = MelSpectrogram().to(pipe.device)(audio[None].to(pipe.device))
+        if args.through_vae:
+            mel = pipe.through_vae(mel)
+        clip = pipe.mel_to_audio(mel)[0]
+        stem = os.path.splitext(os.path.basename(args.reconstruct))[0]
+        how = ("vae_" if args.through_vae else "mel_") + ("vocoder" if pipe.vocoder is not None else "griffin_lim")
+        path = args.out if (args.out or "").lower().endswith(".wav") else \
+            os.path.join(args.out or "samples", f"{stem}_through_{how}.wav")
+    except (CheckpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    save_wav(path, clip)
+    picture = os.path.splitext(path)[0] + ".png"
+    save_spectrogram(picture, mel[0], f"{os.path.basename(args.reconstruct)} through {how.replace('_', ' ')}")
+    print(f"{args.reconstruct} through {how.replace('_', ' ')}\n  audio: {path}\n  spectrogram: {picture}")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.reconstruct:
+        return reconstruct(args)
     try:
         prompts = read_prompts(args)
         check_prompt_lengths(prompts)
