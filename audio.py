@@ -77,7 +77,7 @@ def load_audio(path, sample_rate=SAMPLE_RATE, offset=0.0, duration=None):
     try:
         with soundfile.SoundFile(os.fspath(path)) as file:
             file_rate = file.samplerate
-            file.seek(int(offset * file_rate))
+            file.seek(round(offset * file_rate))  # round: a window at 0.1 s is sample 1600, not 1599
             frames = -1 if duration is None else math.ceil(duration * file_rate)
             audio = file.read(frames, dtype="float32", always_2d=True)
     except Exception as error:

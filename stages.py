@@ -60,9 +60,9 @@ HELD_OUT_SEED = 0            # held-out noise and span corruption: the same in e
 # ----------------------------------------------------------------------------- data, once per run
 
 class Clips:
-    """Audio clips held in memory: audio (N, samples), one caption a clip (what metrics and samples
-    read), attributes (None for a folder), and every phrasing of every clip, flat, with the clip each
-    describes (what the text encoders and the flow model train on; a folder's clip has one)."""
+    """Clips in memory: audio (N, samples), one caption a clip (what metrics and samples read),
+    attributes (None for a folder), and every phrasing of every clip, flat, with the clip each
+    describes (what the text encoders and the flow model train on)."""
 
     def __init__(self, dataset, desc, progress=True):
         items = [dataset[i] for i in tqdm(range(len(dataset)), desc=desc, leave=False, disable=not progress)]
@@ -170,19 +170,18 @@ def optimise(loss, model, optimizer, max_norm=1.0):
 def compiled_or_eager(module):
     """`module` compiled by torch.compile, which compiles on the first call; if that call fails (no
     C++ compiler, an unsupported platform) it says so once and runs `module` eagerly from then on."""
-    compiled = torch.compile(module)
+    state = {"run": torch.compile(module)}
 
     def call(*args):
-        nonlocal compiled
-        if compiled is not module:
-            try:
-                return compiled(*args)
-            except Exception as error:
-                reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
-                print(f"warning: torch.compile failed ({reason}); the flow stage runs eagerly "
-                      "(--no-compile skips trying)")
-                compiled = module
-        return module(*args)
+        try:
+            return state["run"](*args)
+        except Exception as error:
+            if state["run"] is module:
+                raise
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+            print(f"warning: torch.compile failed ({reason}); the flow stage runs eagerly (--no-compile skips trying)")
+            state["run"] = module
+            return module(*args)
     return call
 
 
