@@ -3,8 +3,9 @@
 a private copy first), a captioned-folder builder, and `one_thread` for tests of tiny models.
 
 The project's modules import as themselves because requirements.txt installs the repository in
-editable mode (`pip install -e .`). Tests marked `slow` (the notebooks, torchrun, tests that run
-several processes) are left out of the quick loop: `python -m pytest -m "not slow" tests`.
+editable mode (`pip install -e .`). Tests marked `slow` (the notebooks, torchrun, tests that start
+another process or train a stage for real) are left out of the quick loop:
+`python -m pytest -m "not slow" tests` (about a minute on 2 cores; the whole suite takes far longer).
 """
 import json
 import math

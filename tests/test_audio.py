@@ -7,8 +7,8 @@ import pytest
 import soundfile
 import torch
 
-from audio import (F_MAX, F_MIN, HOP, N_FFT, N_MELS, SAMPLE_RATE, MelSpectrogram, fit_length, hz_to_mel,
-                   load_audio, mel_filterbank, mel_to_hz, resample, save_wav)
+from audio import (HOP, N_FFT, N_MELS, SAMPLE_RATE, MelSpectrogram, fit_length, hz_to_mel, load_audio,
+                   mel_filterbank, mel_to_hz, resample, save_wav)
 from conftest import mel_centres, peak_frequency, tone
 
 SR = SAMPLE_RATE
@@ -77,6 +77,24 @@ def test_load_audio_makes_stereo_mono_resamples_and_reads_a_window(tmp_path):
     assert audio.abs().max() == pytest.approx(0.3, abs=0.01)  # the mean of the two channels
     window = load_audio(tmp_path / "stereo.flac", offset=0.5, duration=1.0)
     assert abs(window.shape[0] - SR) <= 1
+
+
+@pytest.mark.parametrize("offset", [0.1, (1.2 - 1.0) / 2, 0.45 / 2, 1.15])
+def test_a_window_starts_at_the_sample_nearest_its_offset(tmp_path, offset):
+    """offset * 16000 in floating point can fall a hair below a whole sample ((1.2 - 1.0) / 2 * 16000 =
+    1599.9999999999995): the window must still start at sample 1600, or neighbouring windows overlap."""
+    samples = torch.arange(2 * SR, dtype=torch.float32) / (4 * SR)  # each sample's value says where it was
+    soundfile.write(tmp_path / "ramp.wav", samples.numpy(), SR, subtype="FLOAT")
+    start = round(offset * SR)
+    window = load_audio(tmp_path / "ramp.wav", offset=offset, duration=0.25)
+    assert torch.equal(window, samples[start:start + SR // 4]), (window[0].item() * 4 * SR, start)
+
+
+def test_fit_length_crops_or_zero_pads_at_the_end():
+    audio = torch.arange(1.0, 6.0)
+    assert torch.equal(fit_length(audio, 3), torch.tensor([1.0, 2.0, 3.0]))
+    assert torch.equal(fit_length(audio, 7), torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 0.0, 0.0]))
+    assert torch.equal(fit_length(audio, 5), audio)
 
 
 def test_unreadable_file_is_a_one_line_error(tmp_path):

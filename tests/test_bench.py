@@ -53,6 +53,7 @@ def test_untrained_run_loads_into_the_pipeline(tmp_path):
     assert mel.shape == (1, 8, 64) and audio.shape == (1, 8 * 160)
 
 
+@pytest.mark.slow  # runs bench.py in another process
 def test_bench_quick_end_to_end(smoke_run, tmp_path):
     out = tmp_path / "bench.json"
     result = run_script("bench.py", "--quick", "--run", smoke_run, "--device", "cpu", "--out", str(out))

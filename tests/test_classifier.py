@@ -40,6 +40,7 @@ def test_classifier_features_hear_pitch_and_the_mode_head_ignores_the_key():
         model.features(torch.zeros(1, 16000))
 
 
+@pytest.mark.slow  # trains a classifier for real
 def test_a_briefly_trained_classifier_beats_chance_on_held_out_clips():
     audio, _, attributes = classifier.render("train", 48, 1.28, 0)
     model = classifier.train_classifier(audio, attributes, steps=60)
@@ -68,6 +69,7 @@ def test_the_mel_input_hears_the_pitch_the_mel_keeps(hz, pitch_class, tolerance)
         ClassifierConfig(input="video")
 
 
+@pytest.mark.slow  # trains a classifier for real
 def test_a_briefly_trained_mel_classifier_beats_chance_on_held_out_clips():
     audio, _, attributes = classifier.render("train", 48, 1.28, 0)
     model = classifier.train_classifier(classifier.log_mels(audio), attributes, steps=60,

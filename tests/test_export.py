@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 import common
@@ -35,6 +36,7 @@ def test_export_keeps_the_ema_weights_and_drops_the_training_state(smoke_run, tm
     assert torch.equal(*clips)
 
 
+@pytest.mark.slow  # runs export.py in another process
 def test_export_refuses_unfinished_runs_and_exporting_in_place(smoke_run, tmp_path):
     run_dir = str(tmp_path / "run")
     os.makedirs(run_dir)
@@ -58,6 +60,7 @@ def test_default_run_prefers_your_own_training_and_says_which(tmp_path):
     assert "your trained run" in messages[-1]
 
 
+@pytest.mark.slow  # runs sample.py in another process
 def test_the_shipped_run_is_small_complete_and_plays_music(tmp_path):
     files = os.listdir(SHIPPED)
     assert {f"{stage}.pt" for stage in STAGES} <= set(files)
@@ -71,6 +74,7 @@ def test_the_shipped_run_is_small_complete_and_plays_music(tmp_path):
     assert os.path.getsize(out) > 1000 and "audio:" in result.stdout
 
 
+@pytest.mark.slow  # runs sample.py in another process
 def test_sample_without_a_run_falls_back_to_the_shipped_one_and_says_so(tmp_path):
     """A fresh clone has no runs/tiny: sample.py (run here from a folder without one) uses pretrained/tiny."""
     result = subprocess.run([sys.executable, os.path.join(ROOT, "sample.py"), "--prompt", "slow bells", "--steps", "2",

@@ -106,6 +106,7 @@ def train_flow(smoke_run, run_dir, **overrides):
     return metrics["flow"], load_checkpoint(os.path.join(run_dir, "flow.pt"))
 
 
+@pytest.mark.slow  # trains the flow stage three times
 def test_fp32_and_bf16_runs_train_close_weights_and_each_repeats_exactly(smoke_run, tmp_path):
     runs = {name: train_flow(smoke_run, tmp_path / name, precision=precision)[1]
             for name, precision in (("fp32", "fp32"), ("bf16", "bf16"), ("bf16_again", "bf16"))}
@@ -117,6 +118,7 @@ def test_fp32_and_bf16_runs_train_close_weights_and_each_repeats_exactly(smoke_r
     assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)  # ... and computed the same losses
 
 
+@pytest.mark.slow  # runs train.py in another process
 def test_precision_flag_is_checked_and_the_stage_says_which_it_runs_in(copy_smoke_run):
     run_dir = copy_smoke_run(frozen_only=True)
     result = run_script("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--precision", "fp32",

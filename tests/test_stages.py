@@ -194,6 +194,7 @@ def test_loss_curves_keep_every_phase(smoke_run):
     assert all(math.isfinite(float(row["g_mel"])) for row in rows)  # the mel L1 runs through both phases
 
 
+@pytest.mark.slow  # runs train.py in another process
 def test_run_folder_that_is_a_file_is_a_one_line_error(tmp_path):
     path = tmp_path / "not_a_folder"
     path.write_text("hello")

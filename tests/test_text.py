@@ -147,6 +147,7 @@ def test_pretraining_loss_is_a_cross_entropy_over_the_targets():
     assert all(torch.equal(a, b) for a, b in zip(batch, again))
 
 
+@pytest.mark.slow  # trains the T5 stage for real
 def test_the_t5_stage_learns_to_fill_in_spans(tmp_path):
     """The recipe train.py runs (t5_training_batch -> t5_pretrain_loss -> AdamW), overfitting 4 clips' captions."""
     metrics, history = train_stage(tmp_path, "t5", num_clips=4, num_val_clips=2, seconds=0.32,
@@ -257,6 +258,7 @@ def test_clap_training_batch_pairs_each_caption_with_its_own_clip():
     assert all(caption == f"clip {int(mel[0, 0])}" for caption, mel in zip(chosen, chosen_mels))
 
 
+@pytest.mark.slow  # trains the CLAP stage for real: over a minute
 def test_the_clap_stage_beats_chance_on_held_out_combinations(tmp_path):
     """The recipe train.py runs (clap_training_batch -> CLAP.loss -> AdamW), a few hundred steps on
     short clips. The test split's attribute combinations never occur in training, so retrieval

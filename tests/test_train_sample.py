@@ -11,7 +11,6 @@ import pytest
 import soundfile
 import torch
 
-from audio import save_wav
 from common import STAGES, CheckpointError, git_commit, load_checkpoint
 from conftest import ROOT, run_script
 from data import SynthMusicDataset
@@ -39,6 +38,7 @@ def test_smoke_trains_every_stage(smoke_training):
     assert made_by["command"].startswith("python train.py --smoke --run") and made_by["commit"] == git_commit()[0]
 
 
+@pytest.mark.slow  # runs train.py in another process
 def test_rerun_skips_finished_stages(smoke_run):
     run_dir = smoke_run
     before = os.path.getmtime(os.path.join(run_dir, "vae.pt"))
@@ -47,6 +47,7 @@ def test_rerun_skips_finished_stages(smoke_run):
     assert os.path.getmtime(os.path.join(run_dir, "vae.pt")) == before
 
 
+@pytest.mark.slow  # runs sample.py in another process
 def test_sample_writes_wav_of_requested_length_and_png(smoke_run, tmp_path):
     run_dir = smoke_run
     out = str(tmp_path / "clip.wav")
@@ -58,6 +59,7 @@ def test_sample_writes_wav_of_requested_length_and_png(smoke_run, tmp_path):
     assert out in result.stdout
 
 
+@pytest.mark.slow  # runs sample.py in another process
 def test_sample_is_deterministic_and_batch_independent(smoke_run, tmp_path):
     run_dir = smoke_run
     common = ["--run", run_dir, "--steps", "2", "--device", "cpu", "--griffin-lim"]
@@ -105,6 +107,7 @@ def test_interrupt_saves_and_resume_continues_the_step_count(copy_smoke_run):
     assert final["done"] and [row["step"] for row in final["history"]] == list(range(1, stop + 1))
 
 
+@pytest.mark.slow  # runs train.py in another process
 def test_resume_with_another_preset_names_the_trained_config(smoke_run, copy_smoke_run):
     run_dir = copy_smoke_run("mismatch", frozen_only=True)
     finished = load_checkpoint(os.path.join(smoke_run, "flow.pt"))
@@ -131,7 +134,8 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     # order of two processes flips, and training amplifies: 0.2% on the scale factor in bf16)
     run_script("train.py", "--smoke", "--run", single, "--stage", "vae", "--device", "cpu", "--precision", "fp32")
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                             f"--master_port={free_port()}", os.path.join(ROOT, "train.py"), "--smoke", "--run-dir", double,
+                             f"--master_port={free_port()}", os.path.join(ROOT, "train.py"), "--smoke", "--run-dir",
+                             double,
                              "--stage", "vae", "--device", "cpu", "--precision", "fp32"], cwd=ROOT,
                             capture_output=True, text=True,
                             timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -149,6 +153,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process(tmp_path):
     torch.testing.assert_close(a["scale_factor"], b["scale_factor"], rtol=1e-3, atol=0)
 
 
+@pytest.mark.slow  # runs sample.py in another process
 def test_missing_run_says_which_command_makes_it(tmp_path):
     result = run_script("sample.py", "--run", str(tmp_path / "nothing"), check=False)
     line = error_line(result)
@@ -157,6 +162,7 @@ def test_missing_run_says_which_command_makes_it(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # runs sample.py in another process
 def test_corrupt_checkpoint_is_a_one_line_error(copy_smoke_run):
     run_dir = copy_smoke_run("corrupt", frozen_only=True)
     with open(os.path.join(run_dir, "flow.pt"), "wb") as f:
@@ -165,6 +171,7 @@ def test_corrupt_checkpoint_is_a_one_line_error(copy_smoke_run):
     assert "unreadable" in error_line(result) and len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # runs sample.py in another process
 @pytest.mark.parametrize("args, message", [
     (["--steps", "0"], "positive integer"),
     (["--cfg", "-1"], "non-negative"),
@@ -182,6 +189,7 @@ def test_sample_rejects_bad_arguments(smoke_run, args, message):
     assert result.returncode != 0 and message in error_line(result)
 
 
+@pytest.mark.slow  # runs sample.py in another process
 def test_empty_prompt_warns_and_generates_unconditionally(smoke_run, tmp_path):
     out = str(tmp_path / "empty.wav")
     result = run_script("sample.py", "--run", smoke_run, "--prompt", "  ", "--steps", "1", "--out", out,
@@ -189,6 +197,7 @@ def test_empty_prompt_warns_and_generates_unconditionally(smoke_run, tmp_path):
     assert "unconditional" in result.stderr and os.path.exists(out)
 
 
+@pytest.mark.slow  # runs train.py in another process, three times
 def test_train_rejects_bad_arguments(tmp_path):
     result = run_script("train.py", "--smoke", "--data", str(tmp_path / "missing"), check=False)
     assert result.returncode == 2 and "no such folder" in error_line(result)
@@ -198,6 +207,7 @@ def test_train_rejects_bad_arguments(tmp_path):
     assert result.returncode == 1 and "not a device name" in error_line(result)
 
 
+@pytest.mark.slow  # runs train.py in another process
 def test_ddpm_objective_trains_and_samples_with_ddim_only(smoke_run, copy_smoke_run, tmp_path):
     run_dir = copy_smoke_run("ddpm", frozen_only=True)
     run_script("train.py", "--smoke", "--run", run_dir, "--stage", "flow", "--objective", "ddpm", "--device", "cpu")
@@ -217,7 +227,9 @@ def test_ddpm_objective_trains_and_samples_with_ddim_only(smoke_run, copy_smoke_
     assert "--objective rectified_flow" in error_line(result)
 
 
-def test_own_audio_folder_trains_on_every_window_of_its_training_files_and_samples(tmp_path, captioned_folder):
+@pytest.mark.slow  # runs train.py in another process
+def test_own_audio_folder_trains_on_every_window_of_its_training_files_and_samples(tmp_path,
+                                                                                   captioned_folder):
     """--data: a folder of WAVs with metadata.jsonl (no ground-truth attributes) runs end to end, and
     the flow model's cache encodes every 2.56 s window of the files that are not held out."""
     clips = SynthMusicDataset("train", 6, 3 * 2.56 + 0.5, seed=5)  # three windows a file, 0.5 s left over
@@ -234,13 +246,15 @@ def test_own_audio_folder_trains_on_every_window_of_its_training_files_and_sampl
     assert cache["caption_clip"].tolist() == list(range(training_windows))
     for file in range(5):
         rows = cache["txt"][3 * file:3 * file + 3]
-        assert torch.equal(rows[0], rows[1]) and torch.equal(rows[0], rows[2])
-        assert not torch.equal(rows[0], cache["txt"][3 * ((file + 1) % 5)])
+        torch.testing.assert_close(rows[1], rows[0])
+        torch.testing.assert_close(rows[2], rows[0])
+        assert not torch.allclose(rows[0], cache["txt"][3 * ((file + 1) % 5)])
     out = str(tmp_path / "own.wav")
     run_script("sample.py", "--run", run_dir, "--steps", "2", "--seconds", "0.64", "--out", out, "--device", "cpu")
     assert len(soundfile.read(out)[0]) == 64 * 160
 
 
+@pytest.mark.slow  # runs train.py in another process
 def test_compiled_flow_stage_trains_the_same_weights(copy_smoke_run):
     eager, compiled = copy_smoke_run("eager", frozen_only=True), copy_smoke_run("compiled", frozen_only=True)
     for run_dir, flags in ((eager, []), (compiled, ["--compile"])):  # fp32: bf16 rounding would swamp the comparison
@@ -285,3 +299,24 @@ def test_a_vocoder_from_an_older_version_is_a_one_line_error(copy_smoke_run):
     with pytest.raises(CheckpointError, match=r"written by another version of this code .* delete it and retrain it with "
                                               r"`python train.py --tiny --run .*--stage vocoder`"):
         load_stage(run_dir, "vocoder")
+
+
+@pytest.mark.parametrize("freq_patch, loads", [(2, True), (8, False)])
+def test_a_flow_checkpoint_with_the_retired_freq_patch_loads_only_at_its_fixed_value(copy_smoke_run, freq_patch,
+                                                                                    loads):
+    """Older checkpoints (pretrained/tiny's among them) store `freq_patch`, which is now always 2:
+    at 2 they load unchanged; any other value built another model, and says so in one line."""
+    run_dir = copy_smoke_run()
+    path = os.path.join(run_dir, "flow.pt")
+    checkpoint = load_checkpoint(path)
+    checkpoint["config"] = {**checkpoint["config"], "freq_patch": freq_patch}
+    torch.save(checkpoint, path)
+    if loads:
+        model = load_stage(run_dir, "flow")
+        weights = checkpoint["ema"] or checkpoint["model"]
+        assert all(torch.equal(model.state_dict()[k], weights[k]) for k in weights)
+    else:
+        with pytest.raises(CheckpointError, match=r"written by another version of this code .*freq_patch.* "
+                                                  r"delete it and retrain it with `python train.py --tiny --run .*"
+                                                  r"--stage flow`"):
+            load_stage(run_dir, "flow")

@@ -19,6 +19,7 @@ def stderr_lines(result):
     return [line for line in result.stderr.splitlines() if line.strip()]
 
 
+@pytest.mark.slow  # runs train.py in another process
 @pytest.mark.parametrize("files, seconds, says", [
     (1, 10.0, "only 1 usable captioned file"),  # four windows, but no second file to hold out
     (MIN_TRAIN_WINDOWS, 1.0, f"leave {MIN_TRAIN_WINDOWS - 1} windows of 2.56 s to train on"),  # one held out
@@ -34,6 +35,7 @@ def test_train_refuses_a_folder_with_far_too_few_files_or_windows_in_one_line(tm
     assert line.endswith("add more captioned audio to the folder")
 
 
+@pytest.mark.slow  # runs train.py in another process
 def test_train_skips_bad_entries_with_one_warning_and_trains_on_the_rest(tmp_path, captioned_folder):
     folder, _ = captioned_folder(tmp_path / "mine", 5)
     (folder / "clip0.txt").write_bytes("une m\u00e9lodie".encode("latin-1"))  # a caption saved as Latin-1
@@ -56,6 +58,7 @@ def test_train_skips_bad_entries_with_one_warning_and_trains_on_the_rest(tmp_pat
     assert f"the first: {folder / 'clip0.txt'}: not UTF-8" in skipped[0]
 
 
+@pytest.mark.slow  # runs train.py in another process
 def test_train_data_naming_a_file_is_a_one_line_error(tmp_path):
     not_a_folder = tmp_path / "metadata.jsonl"
     not_a_folder.write_text('{"file": "song.wav", "caption": "a tune"}\n')
@@ -65,6 +68,7 @@ def test_train_data_naming_a_file_is_a_one_line_error(tmp_path):
     assert f"--data {not_a_folder}: is a file, not a folder" in stderr_lines(result)[-1]
 
 
+@pytest.mark.slow  # runs sample.py in another process
 def test_several_prompts_with_out_song_wav_write_numbered_files(smoke_run, tmp_path):
     prompts = tmp_path / "captions.txt"
     prompts.write_text("A slow organ piece, no drums.\n\nA fast guitar tune with drums.\n")

@@ -120,6 +120,7 @@ def test_training_batch_draws_crops_and_posterior_noise_reproducibly():
     assert torch.equal(crops, again[0]) and torch.equal(noise, again[1])
 
 
+@pytest.mark.slow  # trains the VAE stage for real
 def test_the_vae_stage_beats_the_mean_mel_on_held_out_clips(one_thread, tmp_path):
     """The recipe train.py runs (training_batch -> VAE.loss -> AdamW), briefly, on short clips."""
     metrics, history = train_stage(tmp_path, "vae", num_clips=12, num_val_clips=4, seconds=0.64,
