@@ -88,7 +88,7 @@ class RunConfig:
     vocoder_gan_lr: float = 2e-4    # HiFi-GAN's own rate for the adversarial phase
     vocoder_segment: int = 8320     # samples per vocoder training crop (52 frames)
     vocoder_head: str = "istft"     # HiFi-GAN's output head: "istft" (frame rate, the default) or "waveform"
-    vocoder_phase_weight: float = 1.0  # weight of the phase-advance loss, which keeps the notes in tune
+    vocoder_phase_weight: float = 0.0  # weight of the phase-advance loss (docs/RESULTS.md, "Where the pitch lives")
     # four phrasings a clip are more text to learn (docs/RESULTS.md, "Caption phrasings")
     clap: StageSize = field(default_factory=lambda: StageSize(1800, 64, 2e-3))
     t5: StageSize = field(default_factory=lambda: StageSize(1800, 64, 2e-3))

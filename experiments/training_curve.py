@@ -54,7 +54,7 @@ FROZEN = ("vae.pt", "vocoder.pt", "clap.pt", "t5.pt")
 VOCODER_EVERY, VOCODER_CLIPS = 500, 32
 # head, reconstruction steps, GAN steps, phase-advance weight
 VOCODER_ARMS = {"istft": ("istft", 4000, 0, 0.0), "istft_phase1": ("istft", 4000, 0, 1.0),
-                "istft_phase3": ("istft", 4000, 0, 3.0), "istft_gan500": ("istft", 3500, 500, 0.0),
+                "istft_phase3": ("istft", 4000, 0, 3.0), "istft_phase3_gan500": ("istft", 3500, 500, 3.0),
                 "waveform": ("waveform", 4000, 0, 0.0)}
 
 
