@@ -5,7 +5,7 @@ stage and for the vocoder stage.
         # -> results/training_curve/flow_recipe_16000.json: --tiny's flow recipe at twice its steps
     python experiments/training_curve.py flow --steps 5000 --time-mean 0      # the paper's training t
     python experiments/training_curve.py flow --steps 5000 --time-mean 1      # (docs/RESULTS.md, "The beat grid")
-    python experiments/training_curve.py vocoder --arm istft128_gan300        # -> results/training_curve/vocoder.json
+    python experiments/training_curve.py vocoder --arm istft_phase3           # -> results/training_curve/vocoder.json
     python experiments/training_curve.py plot results/training_curve/flow_recipe_16000.json \
         --out results/training_curve/flow_recipe_16000.png
 
@@ -17,11 +17,13 @@ captions, Euler 25, cfg 4, the mel-domain classifier, FAD between CLAP audio emb
 generated log-mels, the beat grid).
 
 vocoder: the vocoder stage of train.TINY, trained from nothing into runs/curve_vocoder_<arm> with
-reconstruction (warm-up) steps and then GAN steps. The generator is kept every 300 steps and each
-copy is measured against Griffin-Lim on the first 16 held-out clips (vocoder.compare_with_griffin_lim:
-log-mel L1 of the re-analysed audio, multi-resolution STFT distance). Arms: istft128_gan300 (the
---tiny generator: 3000 warm-up steps, then 300 GAN steps), waveform (HiFi-GAN's original waveform
-head: 3000 warm-up steps).
+reconstruction steps and then, in some arms, GAN steps. The generator is kept every 500 steps and
+each copy is measured against Griffin-Lim on the first 32 held-out clips (vocoder.compare_with_griffin_lim:
+log-mel L1 of the re-analysed audio, multi-resolution STFT distance) and by the pitch judge
+(pitch.judge: in-scale energy, mode by scale fit, notes heard, pitch-class similarity). Arms
+(VOCODER_ARMS): istft (the --tiny generator), istft_phase1 / istft_phase3 (with the phase-advance
+loss at weight 1 or 3), istft_phase3_gan500 (3500 of those, then 500 GAN steps), waveform
+(HiFi-GAN's original waveform head).
 
 How the snapshots are kept: train.py rewrites a stage's checkpoint every save_every steps (set here to
 the snapshot interval); a thread copies each one that lands on a snapshot step while the stage trains
