@@ -77,6 +77,7 @@ def test_phase_advance_loss_is_zero_for_the_same_audio_and_large_a_semitone_off(
     assert torch.isfinite(fake.grad).all() and fake.grad.abs().sum() > 0
 
 
+@pytest.mark.slow  # runs sample.py in other processes
 def test_reconstruct_writes_the_file_through_the_vocoder_and_refuses_a_missing_one(tmp_path):
     song = tmp_path / "my song.wav"
     soundfile.write(song, np.concatenate([SynthMusicDataset("test", 2)[i]["audio"].numpy() for i in range(2)]),
