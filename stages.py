@@ -185,16 +185,13 @@ def compiled_or_eager(module):
     return call
 
 
-def learning_rate_factor(step, steps, warmup_fraction=0.05, floor=0.1, decay_fraction=1.0):
-    """Linear warm-up (Adam's early moment estimates are noisy), hold the peak, then a cosine decay
-    to `floor` over the last `decay_fraction` of the steps. decay_fraction 1 is the plain cosine
-    schedule (decay starts right after the warm-up); 0.2 is "warm-up, stable, decay" (Hägele et al.
-    2024). A pure function of the step, so a resumed run follows the same schedule."""
+def learning_rate_factor(step, steps, warmup_fraction=0.05, floor=0.1):
+    """Linear warm-up (Adam's early moment estimates are noisy), then a cosine decay to `floor`.
+    A pure function of the step, so a resumed run follows the same schedule."""
     warmup = max(1, int(steps * warmup_fraction))
     if step < warmup:
         return (step + 1) / warmup
-    decay_start = max(warmup, steps - int(steps * decay_fraction))
-    progress = max(0, step - decay_start) / max(1, steps - decay_start)
+    progress = (step - warmup) / max(1, steps - warmup)
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -244,7 +241,7 @@ class Stage:
                                  fused=fused)
 
     def learning_rate(self, step):
-        return self.size.lr * learning_rate_factor(step, self.size.steps, decay_fraction=self.size.lr_decay)
+        return self.size.lr * learning_rate_factor(step, self.size.steps)
 
     def rng(self, step):
         """The step's random number generator (see Context.step_generator)."""
@@ -308,7 +305,7 @@ class VocoderStage(Stage):
         """Cosine over the reconstruction warm-up at `lr`, then HiFi-GAN's gentler constant GAN rate."""
         warmup = self.run_config.vocoder_warmup
         if step < warmup:
-            return self.size.lr * learning_rate_factor(step, warmup, decay_fraction=self.size.lr_decay)
+            return self.size.lr * learning_rate_factor(step, warmup)
         return self.run_config.vocoder_gan_lr
 
     def train_step(self, step):

@@ -59,13 +59,11 @@ from vocoder import HEADS
 
 @dataclass
 class StageSize:
-    """How much one stage trains: optimiser steps, clips per step, peak learning rate, and the
-    share of the steps its cosine decay spans (1: all of them after the warm-up; less holds the
-    peak longer, stages.learning_rate_factor)."""
+    """How much one stage trains: optimiser steps, clips per step, peak learning rate (warmed up,
+    then decayed by stages.learning_rate_factor)."""
     steps: int
     batch_size: int
     lr: float
-    lr_decay: float = 1.0
 
 
 @dataclass

@@ -30,18 +30,6 @@ def test_learning_rate_warms_up_linearly_then_decays_by_cosine_to_the_floor():
     assert all(a >= b for a, b in zip(factors[warmup:], factors[warmup + 1:]))
 
 
-def test_learning_rate_holds_the_peak_until_its_decay_share_then_reaches_the_floor():
-    steps, floor, share = 1000, 0.1, 0.2
-    factors = [stages.learning_rate_factor(s, steps, floor=floor, decay_fraction=share) for s in range(steps)]
-    plain = [stages.learning_rate_factor(s, steps, floor=floor) for s in range(steps)]
-    assert factors[:50] == plain[:50]  # the same warm-up
-    assert factors[50:800] == [1.0] * 750  # the stable phase: the peak until the last 20%
-    assert factors[900] == pytest.approx(floor + (1 - floor) / 2, abs=1e-3)  # halfway through the decay
-    assert factors[-1] == pytest.approx(floor, abs=1e-3)
-    assert all(a >= b for a, b in zip(factors[50:], factors[51:]))
-    assert [stages.learning_rate_factor(s, steps, floor=floor, decay_fraction=1.0) for s in range(steps)] == plain
-
-
 def test_learning_rate_of_a_very_short_stage_is_still_defined():
     assert stages.learning_rate_factor(0, 1) == 1.0
     assert 0 < stages.learning_rate_factor(2, 3) <= 1.0
