@@ -31,6 +31,7 @@ References
 """
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -52,13 +53,16 @@ def midi_of(hz):
 
 def spectrogram(audio):
     """(B, N) waveform -> (B, frames, PITCH_FFT // 2 + 1) power spectrum of Hann-windowed frames."""
-    audio = torch.as_tensor(audio).float().reshape(-1, torch.as_tensor(audio).shape[-1])
+    audio = torch.as_tensor(audio).float()
+    audio = audio.reshape(-1, audio.shape[-1])
     spec = torch.stft(audio, PITCH_FFT, PITCH_HOP, window=torch.hann_window(PITCH_FFT), return_complex=True)
     return spec.abs().square().transpose(1, 2)
 
 
+@lru_cache(maxsize=None)
 def pitch_class_fold():
-    """(bins, 12): 1 where a bin between LOWEST_HZ and HIGHEST_HZ is nearest to pitch class c (C = 0)."""
+    """(bins, 12): 1 where a bin between LOWEST_HZ and HIGHEST_HZ is nearest to pitch class c (C = 0);
+    built once, every chroma reuses it."""
     hz = np.arange(PITCH_FFT // 2 + 1) * SAMPLE_RATE / PITCH_FFT
     used = (hz >= LOWEST_HZ) & (hz <= HIGHEST_HZ)
     classes = np.round(midi_of(np.maximum(hz, 1.0))).astype(int) % 12
