@@ -52,7 +52,7 @@ class Pipeline:
                  objective="rectified_flow", log=print, precision="auto"):
         """`flow_model` (trained with `objective`) overrides flow.pt, e.g. with the EMA model while
         it is still training. `use_vocoder`: True, False (Griffin–Lim), or None: the vocoder if
-        it beat Griffin–Lim on both held-out distances when it was trained (`beats_griffin_lim`). `precision`:
+        it beat Griffin–Lim on both held-out distances and on pitch when it was trained (`beats_griffin_lim`). `precision`:
         the networks' forward passes in bf16 autocast or fp32 ("auto": bf16 where native);
         Griffin–Lim always runs in fp32."""
         self.run_dir, self.device = run_dir, torch.device(device)
@@ -78,7 +78,9 @@ class Pipeline:
             log(f"note: this run's vocoder did not beat Griffin–Lim on held-out clips (log-mel L1 "
                 f"{m.get('vocoder_mel_l1', float('nan')):.3f} vs {m.get('griffin_lim_mel_l1', float('nan')):.3f}, "
                 f"multi-resolution STFT {m.get('vocoder_stft', float('nan')):.3f} vs "
-                f"{m.get('griffin_lim_stft', float('nan')):.3f}; train it longer), so Griffin–Lim makes the waveform")
+                f"{m.get('griffin_lim_stft', float('nan')):.3f}, pitch-class similarity "
+                f"{m.get('vocoder_pitch_similarity', float('nan')):.2f} vs "
+                f"{m.get('griffin_lim_pitch_similarity', float('nan')):.2f}; train it longer), so Griffin–Lim makes the waveform")
             return None
         return vocoder
 
@@ -180,10 +182,13 @@ def model_from_checkpoint(stage, checkpoint, device="cpu", path="the checkpoint"
 
 def beats_griffin_lim(metrics):
     """Whether a vocoder stage's held-out metrics beat Griffin–Lim on both of its distances to the
-    real audio (log-mel L1 and multi-resolution STFT). A run without those numbers (a user's
-    checkpoint trained elsewhere) gets the benefit of the doubt."""
-    pairs = [(metrics.get(f"vocoder_{k}"), metrics.get(f"griffin_lim_{k}")) for k in ("mel_l1", "stft")]
-    return all(ours is None or theirs is None or ours < theirs for ours, theirs in pairs)
+    real audio (log-mel L1 and multi-resolution STFT) and keep the notes' pitch classes at least as
+    well (chroma similarity to the real audio, pitch.py). A number a run lacks (a checkpoint from
+    an older version, or trained elsewhere) gets the benefit of the doubt."""
+    closer = [(metrics.get(f"vocoder_{k}"), metrics.get(f"griffin_lim_{k}")) for k in ("mel_l1", "stft")]
+    ours, theirs = metrics.get("vocoder_pitch_similarity"), metrics.get("griffin_lim_pitch_similarity")
+    in_tune = ours is None or theirs is None or ours >= theirs
+    return in_tune and all(ours is None or theirs is None or ours < theirs for ours, theirs in closer)
 
 
 def frames_for(seconds):

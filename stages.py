@@ -284,17 +284,17 @@ class VocoderStage(Stage):
 
     def __init__(self, context):
         super().__init__(context)
-        config = vocoder_lib.HiFiGANConfig.for_head(self.run_config.vocoder_head)
+        config = vocoder_lib.HiFiGANConfig.for_head(self.run_config.vocoder_head, self.run_config.vocoder_phase_model)
         self.model = vocoder_lib.HiFiGAN(config).to(self.device)
         self.disc = vocoder_lib.Discriminators(config).to(self.device)
         self.extra_modules["discriminators"] = self.disc
         mel_fn, disc = context.mel_fn, (self.disc,)  # a tuple: the generator must not adopt the discriminators
-        phase_weight = self.run_config.vocoder_phase_weight
+        phase_weight, fine = self.run_config.vocoder_phase_weight, self.run_config.vocoder_fine_stft
 
         def generator_loss(g, mel, real, adversarial):
             if adversarial:
                 return vocoder_lib.generator_loss(disc[0], real, g(mel), mel_fn)
-            return vocoder_lib.reconstruction_loss(real, g(mel), phase_weight=phase_weight)
+            return vocoder_lib.reconstruction_loss(real, g(mel), phase_weight=phase_weight, fine=fine)
 
         self.generator_objective = self.wrap(self.model, generator_loss)
         self.discriminator_objective = self.wrap(self.disc, vocoder_lib.discriminator_loss)

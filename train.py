@@ -87,6 +87,8 @@ class RunConfig:
     vocoder_segment: int = 8320     # samples per vocoder training crop (52 frames)
     vocoder_head: str = "istft"     # HiFi-GAN's output head: "istft" (frame rate, the default) or "waveform"
     vocoder_phase_weight: float = 0.0  # weight of the phase-advance loss (docs/RESULTS.md, "Where the pitch lives")
+    vocoder_fine_stft: bool = False    # add a 4096-point STFT (finer than a semitone) to the reconstruction loss
+    vocoder_phase_model: str = "free"  # the iSTFT head's phase: "free" or "from_magnitude" (vocoder.istft_head)
     # four phrasings a clip are more text to learn (docs/RESULTS.md, "Caption phrasings")
     clap: StageSize = field(default_factory=lambda: StageSize(1800, 64, 2e-3))
     t5: StageSize = field(default_factory=lambda: StageSize(1800, 64, 2e-3))

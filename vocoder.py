@@ -88,17 +88,23 @@ import torch.nn.functional as F
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import weight_norm
 
+import pitch
 from audio import (HOP, N_FFT, N_MELS, SAMPLE_RATE, griffin_lim, inverse_stft, mel_analyser, mel_to_linear,
                    normalise_log_mel)
 
 LRELU_SLOPE = 0.1
 PERIODS = (2, 3, 5, 7, 11)
 STFT_RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop) of the multi-resolution loss
+FINE_RESOLUTION = (4096, 1024)  # 3.9 Hz bins: finer than a semitone from 100 Hz up (the pitch judge's STFT)
 STFT_BINS = N_FFT // 2 + 1  # 513 frequencies of the mel's own STFT
 MAGNITUDE_FLOOR = 1e-5      # the log-mel's floor, as a linear magnitude
 
 
 HEADS = ("istft", "waveform")  # what conv_post writes: a spectrogram to invert, or the samples themselves
+# how the iSTFT head turns its bins: the net says each advance ("free"), or the magnitude's slope across
+# bins says where each partial is and the net corrects it ("from_magnitude")
+PHASE_MODELS = ("free", "from_magnitude")
+HANN_LOBE_CURVATURE = 2 * (math.pi ** 2 / 6 - 1)  # -d^2/dk^2 of log|W(k)| at a Hann lobe's peak, k in bins
 
 
 @dataclass
@@ -114,10 +120,15 @@ class HiFiGANConfig:
     resblock_dilations: tuple = (1, 3, 5)
     disc_channels: tuple = (16, 32, 64, 128)  # discriminator widths (the paper: 32, 128, 512, 1024)
     head: str = "istft"
+    phase: str = "free"                   # the iSTFT head's phase model, one of PHASE_MODELS
 
     def __post_init__(self):
         if self.head not in HEADS:
             raise ValueError(f"HiFiGANConfig: head {self.head!r} is not one of {', '.join(HEADS)}")
+        if self.phase not in PHASE_MODELS:
+            raise ValueError(f"HiFiGANConfig: phase {self.phase!r} is not one of {', '.join(PHASE_MODELS)}")
+        if self.head == "waveform" and self.phase != "free":
+            raise ValueError("HiFiGANConfig: only the istft head has a phase model; the waveform head makes samples")
         needed = HOP if self.head == "waveform" else 1
         if math.prod(self.upsample_rates) != needed:
             reason = "one mel frame is 160 samples" if needed == HOP else "the iSTFT head makes the 160x itself"
@@ -132,9 +143,10 @@ class HiFiGANConfig:
                              f"{len(self.upsample_rates)} times")
 
     @classmethod
-    def for_head(cls, head):
-        """The tiny vocoder with either head ("istft": the default config; "waveform": `waveform()`)."""
-        return cls.waveform() if head == "waveform" else cls(head=head)  # __post_init__ rejects other names
+    def for_head(cls, head, phase="free"):
+        """The tiny vocoder with either head ("istft": the default config with the given phase model;
+        "waveform": `waveform()`)."""
+        return cls.waveform() if head == "waveform" else cls(head=head, phase=phase)  # __post_init__ checks names
 
     @classmethod
     def waveform(cls):
@@ -202,7 +214,7 @@ class HiFiGAN(nn.Module):
         x = self.conv_post(F.leaky_relu(x))
         if self.config.head == "waveform":
             return torch.tanh(x).squeeze(1)
-        return istft_head(x, mel)
+        return istft_head(x, mel, self.config.phase)
 
     def remove_weight_norm(self):
         """Fold g v / ||v|| into a plain weight (same outputs, faster inference); returns self."""
@@ -212,24 +224,35 @@ class HiFiGAN(nn.Module):
         return self
 
 
-def istft_head(x, mel):
+def istft_head(x, mel, phase_model="free"):
     """The iSTFT head: conv_post's (B, 2 * 513, T) and the log-mel (B, T, 64) -> (B, 160 T) audio.
 
     It fills in the STFT that the mel was computed from (n_fft 1024, hop 160: one frame per mel
     frame) and inverts it. Magnitude: the least-squares magnitude of `mel_to_linear` (what
     Griffin-Lim starts from) times exp(a), so the net only learns a correction, such as sharper
-    harmonics. Phase: the second half, b, gives each bin's phase advance over one hop, as
-    GANSynth generates it (the instantaneous frequency times the hop). A steady partial of
-    angular frequency w advances every bin near it by w * hop, and torch.stft's frame-start
-    phase reference adds -pi k at bin k, so
+    harmonics. Phase: each bin's phase advance over one hop, as GANSynth generates it (the
+    instantaneous frequency times the hop). A steady partial of angular frequency w advances
+    every bin near it by w * hop, and torch.stft's frame-start phase reference adds -pi k at bin
+    k, so with the partial's frequency f[k, t] in bins
 
-        phase[k, t] = cumsum_t (2 pi k hop / n_fft + pi tanh(b[k, t])) - pi k
+        phase[k, t] = cumsum_t (2 pi f[k, t] hop / n_fft) - pi k
 
-    The net says only how far each bin is from its centre frequency, a local question the mel
-    answers; the running sum keeps consecutive frames in phase, which a conv net cannot do over
-    a whole clip by itself. A Hann frame of 1024 samples cannot have a magnitude above 512, so
-    the log-magnitude is capped there (an untrained net's exp() must not overflow). None of it
-    runs in bf16, under autocast either: a running sum of phases must not round."""
+    "free": the second half of conv_post, b, says how far each bin is from its partial,
+    f = k + (n_fft / 2 pi hop) pi tanh(b), up to 3.2 bins either way. "from_magnitude": the
+    magnitude already says where its partials are. Near its peak k0 the Hann window's lobe is a
+    parabola in log-magnitude, log|W(k - k0)| ~ c - HANN_LOBE_CURVATURE (k - k0)^2 / 2 (from
+    |W(d)| ~ sinc(d) / (1 - d^2)), so the slope across bins points at the peak from every bin of
+    the lobe:
+
+        f = k + clamp(slope_k(log|S|) / HANN_LOBE_CURVATURE, -2, 2) + tanh(b)
+
+    with tanh(b) the net's correction, up to a bin either way. (Two neighbouring bins of a lone Hann
+    lobe give its peak exactly, but that estimate jumps between lobes and trains worse: docs/RESULTS.md.)
+    and a net that puts a harmonic's peak on the right bin gets its phase right with it. The running
+    sum keeps consecutive frames in phase, which a conv net cannot do over a whole clip by itself.
+    A Hann frame of 1024 samples cannot have a magnitude above 512, so the log-magnitude is capped
+    there (an untrained net's exp() must not overflow). None of it runs in bf16, under autocast
+    either: a running sum of phases must not round."""
     x, mel = x.float(), mel.float()
     with torch.autocast(x.device.type, enabled=False):
         least_squares = mel_to_linear(mel).transpose(1, 2).clamp(min=MAGNITUDE_FLOOR).log()
@@ -238,7 +261,13 @@ def istft_head(x, mel):
         # a frame, and a float32 sum over a few hundred frames is already 0.02 rad off
         wide = torch.float32 if x.device.type == "mps" else torch.float64
         bins = torch.arange(STFT_BINS, device=x.device, dtype=wide)[:, None]
-        advance = 2 * math.pi * bins * HOP / N_FFT + math.pi * torch.tanh(x[:, STFT_BINS:]).to(wide)
+        correction = torch.tanh(x[:, STFT_BINS:]).to(wide)
+        if phase_model == "free":
+            advance = 2 * math.pi * bins * HOP / N_FFT + math.pi * correction
+        else:
+            slope = F.pad((log_magnitude[:, 2:] - log_magnitude[:, :-2]) / 2, (0, 0, 1, 1)).to(wide)
+            offset = (slope / HANN_LOBE_CURVATURE).clamp(-2.0, 2.0) + correction  # in bins
+            advance = 2 * math.pi * (bins + offset) * HOP / N_FFT
         phase = torch.remainder(advance.cumsum(dim=-1) - math.pi * bins, 2 * math.pi).float()
         return inverse_stft(torch.polar(log_magnitude.exp(), phase), mel.shape[1]).clamp(-1.0, 1.0)
 
@@ -339,15 +368,15 @@ def stft_magnitude(audio, n_fft, hop):
     return (spec.real ** 2 + spec.imag ** 2).clamp(min=1e-10).sqrt()
 
 
-def multi_resolution_stft_distance(real, fake):
-    """Mean over three FFT sizes of spectral convergence ||S - S^||_F / ||S||_F plus the mean
-    |log S - log S^|: the first weighs loud partials, the second quiet detail."""
+def multi_resolution_stft_distance(real, fake, resolutions=STFT_RESOLUTIONS):
+    """Mean over FFT sizes (three by default) of spectral convergence ||S - S^||_F / ||S||_F plus the
+    mean |log S - log S^|: the first weighs loud partials, the second quiet detail."""
     total = 0.0
-    for n_fft, hop in STFT_RESOLUTIONS:
+    for n_fft, hop in resolutions:
         s_real, s_fake = stft_magnitude(real, n_fft, hop), stft_magnitude(fake, n_fft, hop)
         convergence = torch.linalg.vector_norm(s_real - s_fake) / torch.linalg.vector_norm(s_real)
         total = total + convergence + (s_real.log() - s_fake.log()).abs().mean()
-    return total / len(STFT_RESOLUTIONS)
+    return total / len(resolutions)
 
 
 def phase_advance_loss(real, fake):
@@ -366,11 +395,13 @@ def phase_advance_loss(real, fake):
     return 1 - (weight * agreement).sum() / weight.sum().clamp(min=1e-8)
 
 
-def reconstruction_loss(real, fake, mel_weight=5.0, phase_weight=0.0):
-    """The GAN-free objective: multi-resolution STFT distance + mel_weight * log-mel L1 (+ phase_weight *
-    phase_advance_loss, which keeps the notes in tune). Returns (loss, logs), like the GAN losses."""
+def reconstruction_loss(real, fake, mel_weight=5.0, phase_weight=0.0, fine=False):
+    """The GAN-free objective: multi-resolution STFT distance (with `fine`, also at FINE_RESOLUTION) +
+    mel_weight * log-mel L1 (+ phase_weight * phase_advance_loss, which keeps the notes in tune).
+    Returns (loss, logs), like the GAN losses."""
     mel_fn = mel_analyser(real.device)
-    stft, mel = multi_resolution_stft_distance(real, fake), (mel_fn(fake) - mel_fn(real)).abs().mean()
+    resolutions = STFT_RESOLUTIONS + (FINE_RESOLUTION,) * fine
+    stft, mel = multi_resolution_stft_distance(real, fake, resolutions), (mel_fn(fake) - mel_fn(real)).abs().mean()
     logs = {"stft": stft.item(), "g_mel": mel.item()}
     loss = stft + mel_weight * mel
     if phase_weight:
@@ -391,8 +422,10 @@ def waveform_distances(real, fake, mel_fn):
 
 @torch.no_grad()
 def compare_with_griffin_lim(vocoder, audio, mel_fn, batch_size=16):
-    """Vocoder vs Griffin-Lim on held-out clips (N, samples), plus the vocoder's speed as a
-    multiple of real time. Returns a flat dict of floats."""
+    """Vocoder vs Griffin-Lim on held-out clips (N, samples): the two distances, and how well each
+    keeps the clips' pitch classes (pitch.py's chroma similarity to the real audio, which needs no
+    key, so a user's folder gets it too); plus the vocoder's speed as a multiple of real time.
+    Returns a flat dict of floats."""
     mels = [mel_fn(a) for a in audio.split(batch_size)]
     start = time.perf_counter()
     vocoded = torch.cat([vocoder(m) for m in mels])
@@ -400,6 +433,9 @@ def compare_with_griffin_lim(vocoder, audio, mel_fn, batch_size=16):
     baseline = torch.cat([griffin_lim(m) for m in mels])
     clips = audio[:, :vocoded.shape[1]]
     ours, theirs = waveform_distances(clips, vocoded, mel_fn), waveform_distances(clips, baseline, mel_fn)
+    source = pitch.chroma(clips)
+    ours["pitch_similarity"] = pitch.similarity(pitch.chroma(vocoded), source).mean().item()
+    theirs["pitch_similarity"] = pitch.similarity(pitch.chroma(baseline), source).mean().item()
     return {**{f"vocoder_{k}": v for k, v in ours.items()}, **{f"griffin_lim_{k}": v for k, v in theirs.items()},
             "vocoder_x_real_time": x_real_time}
 

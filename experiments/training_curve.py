@@ -54,10 +54,14 @@ from vocoder import HiFiGAN, HiFiGANConfig, compare_with_griffin_lim
 OUT = "results/training_curve"
 FROZEN = ("vae.pt", "vocoder.pt", "clap.pt", "t5.pt")
 VOCODER_EVERY, VOCODER_CLIPS = 500, 32
-# head, reconstruction steps, GAN steps, phase-advance weight
-VOCODER_ARMS = {"istft": ("istft", 4000, 0, 0.0), "istft_phase1": ("istft", 4000, 0, 1.0),
-                "istft_phase3": ("istft", 4000, 0, 3.0), "istft_phase3_gan500": ("istft", 3500, 500, 3.0),
-                "waveform": ("waveform", 4000, 0, 0.0)}
+# each arm: what it changes in train.TINY's vocoder stage (4000 reconstruction steps, no GAN)
+VOCODER_ARMS = {"istft": {}, "istft_phase1": {"vocoder_phase_weight": 1.0},
+                "istft_phase3": {"vocoder_phase_weight": 3.0},
+                "istft_phase3_gan500": {"vocoder_phase_weight": 3.0, "vocoder_warmup": 3500},
+                "magnitude_phase3": {"vocoder_phase_model": "from_magnitude", "vocoder_phase_weight": 3.0},
+                "magnitude_phase3_fine": {"vocoder_phase_model": "from_magnitude", "vocoder_phase_weight": 3.0,
+                                          "vocoder_fine_stft": True},
+                "waveform": {"vocoder_head": "waveform"}}
 
 
 @contextlib.contextmanager
@@ -135,11 +139,10 @@ def flow_curve(args):
 
 
 def vocoder_curve(args):
-    head, warmup, gan, phase_weight = VOCODER_ARMS[args.arm]
-    steps = warmup + gan
+    arm = VOCODER_ARMS[args.arm]
+    config = replace(train.TINY, **arm, save_every=VOCODER_EVERY)
+    steps = config.vocoder.steps
     run_dir = f"runs/curve_vocoder_{args.arm}"
-    config = replace(train.TINY, vocoder=replace(train.TINY.vocoder, steps=steps), vocoder_warmup=warmup,
-                     vocoder_head=head, vocoder_phase_weight=phase_weight, save_every=VOCODER_EVERY)
     snapshots = list(range(VOCODER_EVERY, steps, VOCODER_EVERY)) + [steps]
     start = time.time()
     with keeping_snapshots(os.path.join(run_dir, "vocoder.pt"), snapshots) as seconds:
@@ -160,8 +163,7 @@ def vocoder_curve(args):
         print(json.dumps(rows[-1]), flush=True)
     path = os.path.join(OUT, "vocoder.json")
     out = json.load(open(path)) if os.path.exists(path) else {}
-    out[args.arm] = {"config": checkpoint["config"], "warmup": warmup, "gan": gan, "phase_weight": phase_weight,
-                    "rows": rows}
+    out[args.arm] = {"config": checkpoint["config"], "changes": arm, "gan": steps - config.vocoder_warmup, "rows": rows}
     write(path, out)
 
 

@@ -11,7 +11,7 @@ import torch
 import common
 import export
 from common import SHIPPED_RUN, STAGES, load_checkpoint, stage_path
-from pipeline import Pipeline
+from pipeline import Pipeline, load_stage
 
 from conftest import ROOT, run_script
 
@@ -20,7 +20,7 @@ SHIPPED = os.path.join(ROOT, SHIPPED_RUN)
 
 def test_export_keeps_the_ema_weights_and_drops_the_training_state(smoke_run, tmp_path):
     out = str(tmp_path / "exported")
-    export.export(smoke_run, out)
+    export.export(smoke_run, out, torch.float32)
     for stage in STAGES:
         run, exported = load_checkpoint(stage_path(smoke_run, stage)), load_checkpoint(stage_path(out, stage))
         assert exported["history"] == [] and exported["ema"] is None
@@ -34,6 +34,21 @@ def test_export_keeps_the_ema_weights_and_drops_the_training_state(smoke_run, tm
     clips = [Pipeline(folder, "cpu", precision="fp32").generate_latents(["slow piano"], seconds=0.64, steps=3, seed=1)
              for folder in (smoke_run, out)]
     assert torch.equal(*clips)
+
+
+def test_export_stores_weights_in_bf16_by_default_and_they_load_widened(smoke_run, tmp_path):
+    out = str(tmp_path / "exported")
+    export.export(smoke_run, out)
+    for stage in STAGES:
+        run, exported = load_checkpoint(stage_path(smoke_run, stage)), load_checkpoint(stage_path(out, stage))
+        weights = run.get("ema") or run["model"]
+        for name, tensor in exported["model"].items():
+            expected = weights[name].to(torch.bfloat16) if weights[name].is_floating_point() else weights[name]
+            assert tensor.dtype == expected.dtype and torch.equal(tensor, expected), name
+        model = load_stage(out, stage)
+        assert all(p.dtype == torch.float32 for p in model.parameters())
+        assert all(torch.equal(p, weights[name].to(torch.bfloat16).float()) for name, p in model.state_dict().items()
+                   if p.is_floating_point() and name in weights)
 
 
 @pytest.mark.slow  # runs export.py in another process

@@ -268,15 +268,21 @@ def test_compiled_flow_stage_trains_the_same_weights(copy_smoke_run):
         torch.testing.assert_close(a["model"][name], b["model"][name], rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.parametrize("mel_l1, stft, uses_vocoder", [(0.4, 1.7, True), (0.5, 1.7, False), (0.4, 1.9, False)])
-def test_pipeline_plays_through_the_vocoder_only_where_it_beat_griffin_lim_on_both(copy_smoke_run,
-                                                                                    mel_l1, stft, uses_vocoder):
-    """Griffin-Lim scores 0.45 / 1.8 here; the run's vocoder must beat both numbers to be used."""
+@pytest.mark.parametrize("mel_l1, stft, similarity, uses_vocoder",
+                         [(0.4, 1.7, 0.9, True), (0.5, 1.7, 0.9, False), (0.4, 1.9, 0.9, False), (0.4, 1.7, 0.7, False),
+                          (0.4, 1.7, None, True)])
+def test_pipeline_plays_through_the_vocoder_only_where_it_beat_griffin_lim_on_both(copy_smoke_run, mel_l1, stft,
+                                                                                    similarity, uses_vocoder):
+    """Griffin-Lim scores 0.45 / 1.8 / pitch similarity 0.8 here; the run's vocoder must beat both
+    distances and keep the pitch classes at least as well to be used (a run from before the pitch
+    number existed is judged on the distances)."""
     run_dir = copy_smoke_run()
     path = os.path.join(run_dir, "vocoder.pt")
     checkpoint = load_checkpoint(path)
     checkpoint["metrics"] = {"vocoder_mel_l1": mel_l1, "vocoder_stft": stft,
-                             "griffin_lim_mel_l1": 0.45, "griffin_lim_stft": 1.8}
+                             "griffin_lim_mel_l1": 0.45, "griffin_lim_stft": 1.8, "griffin_lim_pitch_similarity": 0.8}
+    if similarity is not None:
+        checkpoint["metrics"]["vocoder_pitch_similarity"] = similarity
     torch.save(checkpoint, path)
     notes = []
     pipe = Pipeline(run_dir, "cpu", log=notes.append)
