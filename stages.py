@@ -284,7 +284,8 @@ class VocoderStage(Stage):
 
     def __init__(self, context):
         super().__init__(context)
-        config = vocoder_lib.HiFiGANConfig.for_head(self.run_config.vocoder_head, self.run_config.vocoder_phase_model)
+        config = vocoder_lib.HiFiGANConfig.for_head(self.run_config.vocoder_head, self.run_config.vocoder_phase_model,
+                                                    self.run_config.vocoder_channels)
         self.model = vocoder_lib.HiFiGAN(config).to(self.device)
         self.disc = vocoder_lib.Discriminators(config).to(self.device)
         self.extra_modules["discriminators"] = self.disc

@@ -86,9 +86,12 @@ class RunConfig:
     vocoder_gan_lr: float = 2e-4    # HiFi-GAN's own rate for the adversarial phase
     vocoder_segment: int = 8320     # samples per vocoder training crop (52 frames)
     vocoder_head: str = "istft"     # HiFi-GAN's output head: "istft" (frame rate, the default) or "waveform"
-    vocoder_phase_weight: float = 0.0  # weight of the phase-advance loss (docs/RESULTS.md, "Where the pitch lives")
-    vocoder_fine_stft: bool = False    # add a 4096-point STFT (finer than a semitone) to the reconstruction loss
-    vocoder_phase_model: str = "free"  # the iSTFT head's phase: "free" or "from_magnitude" (vocoder.istft_head)
+    # the notes in tune (docs/RESULTS.md, "The phase from the magnitude"): the iSTFT head's phase from its
+    # magnitude ("free": the net says it), the phase-advance loss at 3, and a 4096-point STFT in the loss
+    vocoder_phase_model: str = "from_magnitude"
+    vocoder_phase_weight: float = 3.0
+    vocoder_fine_stft: bool = True
+    vocoder_channels: int = 128        # the iSTFT generator's width after conv_pre (halved twice before conv_post)
     # four phrasings a clip are more text to learn (docs/RESULTS.md, "Caption phrasings")
     clap: StageSize = field(default_factory=lambda: StageSize(1800, 64, 2e-3))
     t5: StageSize = field(default_factory=lambda: StageSize(1800, 64, 2e-3))

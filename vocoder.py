@@ -20,14 +20,22 @@ and conv_post writes, for each of the 513 bins of the STFT the mel was computed 
 log-magnitude correction a and a phase advance b (`istft_head`):
 
     |S| = mel_to_linear(mel) * exp(a)                    (Griffin-Lim's least-squares start, corrected)
-    phase[k, t] = cumsum_t (2 pi k hop / n_fft + pi tanh(b)) - pi k     (GANSynth's instantaneous frequency)
+    phase[k, t] = cumsum_t (2 pi f[k, t] hop / n_fft) - pi k     (GANSynth's instantaneous frequency)
     audio = iSTFT(|S| e^{i phase})
+
+where f[k, t], in bins, is the frequency of the partial that bin k belongs to. Either the net
+says it (f = k + 3.2 tanh(b), "free"), or the magnitude does (`vocoder_phase_model`
+"from_magnitude"): a Hann window's lobe is nearly a parabola in log-magnitude, so the slope of
+log|S| across bins points from every bin of a lobe to its peak, f = k + slope / curvature, and b
+only corrects it by up to a bin. Then a generator that puts a harmonic's magnitude on the right
+frequency has its phase turning at that frequency too, and the note is in tune.
 
 Why: at a CPU's budget the waveform head must learn to make every partial's oscillation from
 scratch, and its notes come out too quiet (energy cancelled by phases that drift). The running
 sum of phase advances makes frames agree by construction, and the least-squares magnitude
 starts the net where Griffin-Lim starts, so it only has to learn what Griffin-Lim cannot:
 sharper partials and phases. At the frame rate it is also cheap (docs/RESULTS.md, "Vocoder").
+Its pitch is judged by `pitch.py` (docs/RESULTS.md, "A vocoder that keeps pitch").
 `HiFiGANConfig.waveform()` keeps the original head.
 
 An L1 loss alone gives muffled, buzzy audio: many waveforms share a mel, and their average
@@ -46,8 +54,10 @@ Training is a least-squares GAN with the HiFi-GAN weights:
 where D_k^l are the intermediate feature maps of discriminator k (feature matching). GAN
 steps are expensive on a CPU (the discriminators work on every sample), so we first warm the
 generator up without discriminators on a multi-resolution STFT loss (spectral convergence +
-log-magnitude L1 at three FFT sizes) plus 5x the mel L1; that does most of the work of
-matching the real audio; the GAN phase, where a schedule has one, is for the rest.
+log-magnitude L1 at three FFT sizes) plus 5x the mel L1, plus (`--tiny`: 3x) a phase-advance
+loss that asks every bin to turn at the real audio's rate (`phase_advance_loss`: the notes'
+exact pitch, which none of the magnitudes pins down); that does most of the work of matching
+the real audio; the GAN phase, where a schedule has one, is for the rest.
 
 Two details matter for a small, briefly trained generator: the log-mel input is mapped
 affinely from [-11.5, 2] to about [-1, 1] before `conv_pre` (a well-conditioned first layer),
@@ -71,6 +81,9 @@ References
   arXiv 2306.00814 (an iSTFT head at the frame rate)
 - Engel et al., "GANSynth: Adversarial Neural Audio Synthesis" (instantaneous frequency),
   arXiv 1902.08710
+- Průša, Balazs, Søndergaard, "A Noniterative Method for Reconstruction of Phase From STFT
+  Magnitude", IEEE/ACM TASLP 25(5), 2017 (phase gradient from the magnitude's slope); Smith &
+  Serra, "PARSHL", ICMC 1987 (a spectral peak's frequency from a parabola through log-magnitudes)
 - Yamamoto, Song, Kim, "Parallel WaveGAN" (multi-resolution STFT loss), arXiv 1910.11480
 - Mao et al., "Least Squares Generative Adversarial Networks", arXiv 1611.04076
 - Salimans & Kingma, "Weight Normalization", arXiv 1602.07868
@@ -143,10 +156,12 @@ class HiFiGANConfig:
                              f"{len(self.upsample_rates)} times")
 
     @classmethod
-    def for_head(cls, head, phase="free"):
-        """The tiny vocoder with either head ("istft": the default config with the given phase model;
-        "waveform": `waveform()`)."""
-        return cls.waveform() if head == "waveform" else cls(head=head, phase=phase)  # __post_init__ checks names
+    def for_head(cls, head, phase="free", channels=None):
+        """The tiny vocoder with either head ("istft": the default config with the given phase model
+        and `channels` after conv_pre, if given; "waveform": `waveform()`)."""
+        if head == "waveform":
+            return cls.waveform()
+        return cls(head=head, phase=phase, **({"initial_channels": channels} if channels else {}))
 
     @classmethod
     def waveform(cls):
@@ -203,7 +218,9 @@ class HiFiGAN(nn.Module):
         # correction and a phase advance for each of the STFT's 513 frequency bins
         self.conv_post = same_conv1d(c >> len(config.upsample_rates), 2 * STFT_BINS if config.head == "istft" else 1, 7)
 
-    def forward(self, mel):
+    def head_input(self, mel):
+        """(B, T, 64) log-mel -> conv_post's output: (B, 1, 160 T) samples before the tanh, or the
+        iSTFT head's (B, 2 * 513, T) log-magnitude corrections a and phase corrections b."""
         if mel.dim() != 3 or mel.shape[-1] != N_MELS:
             raise ValueError(f"HiFiGAN expects log-mel of shape (batch, frames, {N_MELS}), got {tuple(mel.shape)}")
         x = self.conv_pre(normalise_log_mel(mel).transpose(1, 2))
@@ -211,7 +228,10 @@ class HiFiGAN(nn.Module):
             x = up(F.leaky_relu(x, LRELU_SLOPE))
             x = sum(block(x) for block in mrf) / len(mrf)
         # the final leaky ReLU keeps PyTorch's default slope, as in the original HiFi-GAN
-        x = self.conv_post(F.leaky_relu(x))
+        return self.conv_post(F.leaky_relu(x))
+
+    def forward(self, mel):
+        x = self.head_input(mel)
         if self.config.head == "waveform":
             return torch.tanh(x).squeeze(1)
         return istft_head(x, mel, self.config.phase)
@@ -246,10 +266,8 @@ def istft_head(x, mel, phase_model="free"):
 
         f = k + clamp(slope_k(log|S|) / HANN_LOBE_CURVATURE, -2, 2) + tanh(b)
 
-    with tanh(b) the net's correction, up to a bin either way. (Two neighbouring bins of a lone Hann
-    lobe give its peak exactly, but that estimate jumps between lobes and trains worse: docs/RESULTS.md.)
-    and a net that puts a harmonic's peak on the right bin gets its phase right with it. The running
-    sum keeps consecutive frames in phase, which a conv net cannot do over a whole clip by itself.
+    with tanh(b) the net's correction, up to a bin either way: a net that puts a harmonic's peak on
+    the right frequency gets its phase right with it. The running sum keeps consecutive frames in phase, which a conv net cannot do over a whole clip by itself.
     A Hann frame of 1024 samples cannot have a magnitude above 512, so the log-magnitude is capped
     there (an untrained net's exp() must not overflow). None of it runs in bf16, under autocast
     either: a running sum of phases must not round."""

@@ -21,9 +21,11 @@ reconstruction steps and then, in some arms, GAN steps. The generator is kept ev
 each copy is measured against Griffin-Lim on the first 32 held-out clips (vocoder.compare_with_griffin_lim:
 log-mel L1 of the re-analysed audio, multi-resolution STFT distance) and by the pitch judge
 (pitch.judge: in-scale energy, mode by scale fit, notes heard, pitch-class similarity). Arms
-(VOCODER_ARMS): istft (the --tiny generator), istft_phase1 / istft_phase3 (with the phase-advance
-loss at weight 1 or 3), istft_phase3_gan500 (3500 of those, then 500 GAN steps), waveform
-(HiFi-GAN's original waveform head).
+(VOCODER_ARMS): istft (the free phase model, no phase loss: the recipe before the pitch judge),
+istft_phase1 / istft_phase3 (with the phase-advance loss at weight 1 or 3), istft_phase3_gan500
+(3500 of those, then 500 GAN steps), magnitude_phase3 (the phase from the magnitude's slope, with
+the phase loss at 3), magnitude_phase3_fine (also a 4096-point STFT in the loss), magnitude_phase3_wide
+(twice the channels), waveform (HiFi-GAN's original waveform head).
 
 How the snapshots are kept: train.py rewrites a stage's checkpoint every save_every steps (set here to
 the snapshot interval); a thread copies each one that lands on a snapshot step while the stage trains
@@ -54,14 +56,22 @@ from vocoder import HiFiGAN, HiFiGANConfig, compare_with_griffin_lim
 OUT = "results/training_curve"
 FROZEN = ("vae.pt", "vocoder.pt", "clap.pt", "t5.pt")
 VOCODER_EVERY, VOCODER_CLIPS = 500, 32
-# each arm: what it changes in train.TINY's vocoder stage (4000 reconstruction steps, no GAN)
-VOCODER_ARMS = {"istft": {}, "istft_phase1": {"vocoder_phase_weight": 1.0},
-                "istft_phase3": {"vocoder_phase_weight": 3.0},
-                "istft_phase3_gan500": {"vocoder_phase_weight": 3.0, "vocoder_warmup": 3500},
-                "magnitude_phase3": {"vocoder_phase_model": "from_magnitude", "vocoder_phase_weight": 3.0},
-                "magnitude_phase3_fine": {"vocoder_phase_model": "from_magnitude", "vocoder_phase_weight": 3.0,
-                                          "vocoder_fine_stft": True},
-                "waveform": {"vocoder_head": "waveform"}}
+
+
+def vocoder_arm(phase_model, phase_weight, fine_stft=False, channels=128, **more):
+    """An arm's vocoder settings, every knob the recipe has turned spelled out (so an arm means the
+    same thing whatever train.TINY's defaults are): 4000 reconstruction steps unless `more` says."""
+    return {"vocoder_phase_model": phase_model, "vocoder_phase_weight": phase_weight,
+            "vocoder_fine_stft": fine_stft, "vocoder_channels": channels, **more}
+
+
+VOCODER_ARMS = {"istft": vocoder_arm("free", 0.0), "istft_phase1": vocoder_arm("free", 1.0),
+                "istft_phase3": vocoder_arm("free", 3.0),
+                "istft_phase3_gan500": vocoder_arm("free", 3.0, vocoder_warmup=3500),
+                "magnitude_phase3": vocoder_arm("from_magnitude", 3.0),
+                "magnitude_phase3_fine": vocoder_arm("from_magnitude", 3.0, fine_stft=True),
+                "magnitude_phase3_wide": vocoder_arm("from_magnitude", 3.0, channels=256),
+                "waveform": vocoder_arm("free", 0.0, vocoder_head="waveform")}
 
 
 @contextlib.contextmanager
