@@ -213,6 +213,11 @@ def untrained_run(folder):
     return folder
 
 
+VOCODER_VARIANTS = {" (waveform head)": {"vocoder_head": "waveform"},
+                    " (free phase, no pitch losses)": {"vocoder_phase_model": "free", "vocoder_phase_weight": 0.0,
+                                                       "vocoder_fine_stft": False}}
+
+
 def stage_step_bench(run_dir, device, config, variants, repeats):
     """{stage: {variant: milliseconds per training step}} for every stage exactly as train.py
     runs it (its batch drawing, loss, optimiser and EMA), for each (precision, compiled) in
@@ -224,16 +229,16 @@ def stage_step_bench(run_dir, device, config, variants, repeats):
         for stage in STAGES[:-1]:
             shutil.copy(stage_path(run_dir, stage), folder)
         for name in STAGES:
-            # the vocoder: its reconstruction warm-up and its GAN step, with the default head and the original one
-            heads = ("istft", "waveform") if name == "vocoder" else (config.vocoder_head,)
+            # the vocoder: its reconstruction warm-up and its GAN step, as configured, with the original head,
+            # and with the free phase and no pitch losses (the recipe before the pitch judge)
+            others = VOCODER_VARIANTS if name == "vocoder" else {}
             for precision, compiled in variants:
                 if compiled and name != "flow":
                     continue
-                for head in heads:
-                    run_config = replace(config, precision=precision, compile=compiled, vocoder_head=head)
+                for suffix, changes in {"": {}, **others}.items():
+                    run_config = replace(config, precision=precision, compile=compiled, **changes)
                     context = stages.Context(folder, run_config, None, train.World(device=device), progress=False)
                     job = stages.build(name, context)
-                    suffix = "" if head == config.vocoder_head else f" ({head} head)"
                     phases = ({f"vocoder warm-up{suffix}": 0, f"vocoder GAN{suffix}": config.vocoder_warmup}
                               if name == "vocoder" else {name: 0})
                     for label, first in phases.items():

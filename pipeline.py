@@ -51,10 +51,10 @@ class Pipeline:
     def __init__(self, run_dir="runs/tiny", device="cpu", use_vocoder=None, flow_model=None,
                  objective="rectified_flow", log=print, precision="auto"):
         """`flow_model` (trained with `objective`) overrides flow.pt, e.g. with the EMA model while
-        it is still training. `use_vocoder`: True, False (Griffin–Lim), or None: the vocoder if
-        it beat Griffin–Lim on both held-out distances and on pitch when it was trained (`beats_griffin_lim`). `precision`:
-        the networks' forward passes in bf16 autocast or fp32 ("auto": bf16 where native);
-        Griffin–Lim always runs in fp32."""
+        it is still training. `use_vocoder`: True, False (Griffin–Lim), or None: the vocoder if it
+        beat Griffin–Lim on both held-out distances and on pitch when it was trained
+        (`beats_griffin_lim`). `precision`: the networks' forward passes in bf16 autocast or fp32
+        ("auto": bf16 where native); Griffin–Lim always runs in fp32."""
         self.run_dir, self.device = run_dir, torch.device(device)
         self.precision = precision_for(precision, self.device)
         self.vae = load_stage(run_dir, "vae", device)
@@ -80,7 +80,8 @@ class Pipeline:
                 f"multi-resolution STFT {m.get('vocoder_stft', float('nan')):.3f} vs "
                 f"{m.get('griffin_lim_stft', float('nan')):.3f}, pitch-class similarity "
                 f"{m.get('vocoder_pitch_similarity', float('nan')):.2f} vs "
-                f"{m.get('griffin_lim_pitch_similarity', float('nan')):.2f}; train it longer), so Griffin–Lim makes the waveform")
+                f"{m.get('griffin_lim_pitch_similarity', float('nan')):.2f}; train it longer), "
+                "so Griffin–Lim makes the waveform")
             return None
         return vocoder
 
