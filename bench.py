@@ -213,9 +213,11 @@ def untrained_run(folder):
     return folder
 
 
-VOCODER_VARIANTS = {" (waveform head)": {"vocoder_head": "waveform"},
-                    " (free phase, no pitch losses)": {"vocoder_phase_model": "free", "vocoder_phase_weight": 0.0,
-                                                       "vocoder_fine_stft": False}}
+# the vocoder's other settings timed beside the configured one, and which of its phases each changes
+# (the pitch losses and the phase model cost only in the warm-up: the GAN step uses neither)
+VOCODER_VARIANTS = {" (waveform head)": ({"vocoder_head": "waveform"}, ("warm-up", "GAN")),
+                    " (free phase, no pitch losses)": ({"vocoder_phase_model": "free", "vocoder_phase_weight": 0.0,
+                                                        "vocoder_fine_stft": False}, ("warm-up",))}
 
 
 def stage_step_bench(run_dir, device, config, variants, repeats):
@@ -235,11 +237,12 @@ def stage_step_bench(run_dir, device, config, variants, repeats):
             for precision, compiled in variants:
                 if compiled and name != "flow":
                     continue
-                for suffix, changes in {"": {}, **others}.items():
+                for suffix, (changes, timed) in {"": ({}, ("warm-up", "GAN")), **others}.items():
                     run_config = replace(config, precision=precision, compile=compiled, **changes)
                     context = stages.Context(folder, run_config, None, train.World(device=device), progress=False)
                     job = stages.build(name, context)
-                    phases = ({f"vocoder warm-up{suffix}": 0, f"vocoder GAN{suffix}": config.vocoder_warmup}
+                    first_step = {"warm-up": 0, "GAN": config.vocoder_warmup}
+                    phases = ({f"vocoder {phase}{suffix}": first_step[phase] for phase in timed}
                               if name == "vocoder" else {name: 0})
                     for label, first in phases.items():
                         steps = iter(range(first, first + repeats + 2))
