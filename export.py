@@ -12,9 +12,9 @@ would otherwise retrain, the run's metrics JSON, and `made_by.json` (the command
 commit that trained the run). The weights are stored in bf16 (half of fp32's bytes; loading
 widens them back): bf16 keeps fp32's exponent range and 8 of its 24 significant bits, which moves
 no held-out metric beyond the noise of the evaluation (docs/RESULTS.md, "Shipping in bf16"), and
-every shipped version stays in the history of every clone. It is an ordinary run folder to `sample.py`, `evaluate.py` and
-the notebooks, which use `runs/tiny` when it exists and `pretrained/tiny` otherwise
-(`common.default_run`).
+every shipped version stays in the history of every clone. It is an ordinary run folder to
+`sample.py`, `evaluate.py` and the notebooks, which use `runs/tiny` when it exists and
+`pretrained/tiny` otherwise (`common.default_run`).
 """
 
 import argparse

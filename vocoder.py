@@ -156,12 +156,12 @@ class HiFiGANConfig:
                              f"{len(self.upsample_rates)} times")
 
     @classmethod
-    def for_head(cls, head, phase="free", channels=None):
+    def for_head(cls, head, phase="free", channels=128):
         """The tiny vocoder with either head ("istft": the default config with the given phase model
-        and `channels` after conv_pre, if given; "waveform": `waveform()`)."""
+        and `channels` after conv_pre; "waveform": `waveform()`)."""
         if head == "waveform":
             return cls.waveform()
-        return cls(head=head, phase=phase, **({"initial_channels": channels} if channels else {}))
+        return cls(head=head, phase=phase, initial_channels=channels)
 
     @classmethod
     def waveform(cls):
@@ -244,6 +244,13 @@ class HiFiGAN(nn.Module):
         return self
 
 
+def head_log_magnitude(correction, mel):
+    """The iSTFT head's log|S| (B, 513, T): the log-mel's least-squares magnitude times exp(a), the
+    net's correction, capped at log 512 (a 1024-sample Hann frame can hold no more)."""
+    least_squares = mel_to_linear(mel).transpose(1, 2).clamp(min=MAGNITUDE_FLOOR).log()
+    return (least_squares + correction).clamp(max=math.log(N_FFT / 2))
+
+
 def istft_head(x, mel, phase_model="free"):
     """The iSTFT head: conv_post's (B, 2 * 513, T) and the log-mel (B, T, 64) -> (B, 160 T) audio.
 
@@ -267,14 +274,13 @@ def istft_head(x, mel, phase_model="free"):
         f = k + clamp(slope_k(log|S|) / HANN_LOBE_CURVATURE, -2, 2) + tanh(b)
 
     with tanh(b) the net's correction, up to a bin either way: a net that puts a harmonic's peak on
-    the right frequency gets its phase right with it. The running sum keeps consecutive frames in phase, which a conv net cannot do over a whole clip by itself.
-    A Hann frame of 1024 samples cannot have a magnitude above 512, so the log-magnitude is capped
-    there (an untrained net's exp() must not overflow). None of it runs in bf16, under autocast
-    either: a running sum of phases must not round."""
+    the right frequency gets its phase right with it. The running sum keeps consecutive frames in
+    phase, which a conv net cannot do over a whole clip by itself. The log-magnitude is capped
+    (`head_log_magnitude`: an untrained net's exp() must not overflow). None of it runs in bf16,
+    under autocast either: a running sum of phases must not round."""
     x, mel = x.float(), mel.float()
     with torch.autocast(x.device.type, enabled=False):
-        least_squares = mel_to_linear(mel).transpose(1, 2).clamp(min=MAGNITUDE_FLOOR).log()
-        log_magnitude = (least_squares + x[:, :STFT_BINS]).clamp(max=math.log(N_FFT / 2))
+        log_magnitude = head_log_magnitude(x[:, :STFT_BINS], mel)
         # the phase in float64 (Apple's MPS has none: float32 there), then wrapped: bin 512 gains 500 rad
         # a frame, and a float32 sum over a few hundred frames is already 0.02 rad off
         wide = torch.float32 if x.device.type == "mps" else torch.float64

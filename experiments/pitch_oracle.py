@@ -23,11 +23,11 @@ import torch.nn.functional as F
 
 import pitch
 from audio import HOP, N_FFT, MelSpectrogram, griffin_lim, inverse_stft, mel_to_linear
-from music import NOTE_NAMES
 from common import default_run
 from data import CLIP_SECONDS, SynthMusicDataset
+from music import NOTE_NAMES
 from pipeline import load_stage
-from vocoder import MAGNITUDE_FLOOR, STFT_BINS, istft_head
+from vocoder import MAGNITUDE_FLOOR, STFT_BINS, head_log_magnitude, istft_head
 
 
 def stft_frames(audio, frames):
@@ -72,7 +72,7 @@ def main(argv=None):
                  "the run's vocoder": vocoder(mel)[:, :audio.shape[1]]}
         if vocoder.config.head == "istft":  # its magnitude with each phase: which half loses the pitch
             correction = vocoder.head_input(mel)[:, :STFT_BINS]
-            magnitude = (least_log + correction).clamp(max=math.log(N_FFT / 2)).exp()
+            magnitude = head_log_magnitude(correction, mel).exp()
             cases["the run's vocoder's magnitude + true phase"] = play(torch.polar(magnitude, true.angle()))
             cases["the run's vocoder's magnitude + phase from its slope"] = istft_head(
                 torch.cat([correction, no_correction], 1), mel, "from_magnitude")[:, :audio.shape[1]]
