@@ -251,8 +251,9 @@ def stage_step_bench(run_dir, device, config, variants, repeats):
     return results
 
 
-def sampling_bench(run_dir, device, seconds, steps, cfg=DEFAULT_CFG, precision="auto"):
-    """Caption -> WAV file, the whole pipeline, timed: total, and the transformer's part."""
+def sampling_bench(run_dir, device, seconds, steps, cfg=DEFAULT_CFG, precision="auto", windows=False):
+    """Caption -> WAV file, the whole pipeline, timed: total, and the transformer's part; with
+    `windows`, a long piece made window by window (longform.py) instead of one latent."""
     pipe = Pipeline(run_dir, device, precision=precision)
     caption = ["A fast, cheerful guitar tune in a major key, with drums."]
     pipe.generate(caption, seconds=CLIP_SECONDS, steps=2, cfg=cfg)  # warm-up: first-call allocations
@@ -260,7 +261,10 @@ def sampling_bench(run_dir, device, seconds, steps, cfg=DEFAULT_CFG, precision="
     with tempfile.TemporaryDirectory() as folder:
         sync(device)
         start = time.perf_counter()
-        latents = pipe.generate_latents(caption, seconds=seconds, steps=steps, cfg=cfg)
+        if windows:
+            latents = pipe.piece_latent([(0, caption[0])], seconds, steps=steps, cfg=cfg)[None]
+        else:
+            latents = pipe.generate_latents(caption, seconds=seconds, steps=steps, cfg=cfg)
         sync(device)
         sampled = time.perf_counter()
         _, audio = pipe.latents_to_audio(latents)
@@ -277,12 +281,14 @@ def sizes(device, quick):
     """Benchmark sizes: quick ones for tests, otherwise CPU-sized or GPU-sized."""
     if quick:
         return dict(matmul=256, repeats=2, train={"tiny": 2}, attention=("tiny", 2, CLIP_SECONDS),
-                    sample=(CLIP_SECONDS, 4), bf16=True, compile=False, stages=train_sizes("smoke"))
+                    sample=(CLIP_SECONDS, 4), long=(2 * CLIP_SECONDS, 2), bf16=True, compile=False,
+                    stages=train_sizes("smoke"))
     cuda = device.type == "cuda"
     # bf16 only where it is native: CPUs without bf16 instructions (no AVX512-BF16/AMX) emulate it, slowly
     return dict(matmul=8192 if cuda else 2048, repeats=10,
                 train={"tiny": 64, "tiny-wide": 64, "small": 16} if cuda else {"tiny": 16, "tiny-wide": 16, "small": 2},
-                attention=("small", 2, 10.24), sample=(10.24, DEFAULT_STEPS), bf16=native_bf16(device), compile=True,
+                attention=("small", 2, 10.24), sample=(10.24, DEFAULT_STEPS), long=(30.0, DEFAULT_STEPS),
+                bf16=native_bf16(device), compile=True,
                 stages=train_sizes("tiny"))
 
 
@@ -340,6 +346,11 @@ def bench_device(device, run_dir, quick=False, log=lambda message: print(message
         results[f"{label}: times faster than real time"] = seconds / r["total_s"]
         results[f"{label}: transformer share"] = r["transformer_s"] / r["total_s"]
         log(f"[{device}] text -> WAV {precision}: {r['total_s']:.2f} s for {seconds} s of audio")
+    seconds, steps = s["long"]
+    r = sampling_bench(run_dir, device, seconds, steps, precision=precisions[-1], windows=True)
+    label = f"long piece {precisions[-1]}, {seconds:g} s window by window, {steps} steps"
+    results[f"{label}: total s"], results[f"{label}: times faster than real time"] = r["total_s"], seconds / r["total_s"]
+    log(f"[{device}] long piece: {r['total_s']:.2f} s for {seconds:g} s of audio")
     return results
 
 

@@ -107,15 +107,16 @@ def autocast(device, precision):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
-def save_checkpoint(obj, path):
-    """Write ``obj`` with torch.save to ``path`` atomically (temporary file, fsync, rename)."""
+def atomic_write(path, write, suffix=".tmp"):
+    """Write ``path`` atomically: ``write(binary file)`` into a temporary file beside it, fsync,
+    rename; a crash leaves the old file or the new one, never half of one."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".pt", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -123,6 +124,16 @@ def save_checkpoint(obj, path):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def save_checkpoint(obj, path):
+    """Write ``obj`` with torch.save to ``path`` atomically."""
+    atomic_write(path, lambda f: torch.save(obj, f), suffix=".pt")
+
+
+def atomic_write_text(path, text):
+    """Write a UTF-8 text file atomically."""
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
 
 
 def load_checkpoint(path, made_by="python train.py --tiny", map_location="cpu"):

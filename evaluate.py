@@ -77,12 +77,13 @@ import torch.nn.functional as F
 
 from audio import SAMPLE_RATE, MelSpectrogram, griffin_lim
 from classifier import ATTRIBUTES, CHANCE, accuracy, beat_grid, load_or_train_classifier, log_mels, render
-from common import PRECISIONS, CheckpointError, default_run, load_checkpoint, pick_device, stage_path, train_command
+from common import PRECISIONS, CheckpointError, atomic_write_text, default_run, load_checkpoint, pick_device, stage_path, train_command
+import evaluate_long
 import music
 import pitch
 from data import CLIP_SECONDS, SynthMusicDataset
 from music import HELD_OUT_TEMPLATES, attributes_to_caption, render_clip
-from pipeline import DEFAULT_CFG, Pipeline, load_stage
+from pipeline import DEFAULT_CFG, DEFAULT_STEPS, Pipeline, load_stage
 
 ROWS = ("real test clips", "VAE+vocoder reconstruction", "generated", "generated, held-out phrasings")
 
@@ -423,6 +424,13 @@ def parse_args(argv=None):
     task.add_argument("--chain", action="store_true",
                       help="instead: attribute accuracy at every link, real/reconstructed/generated log-mels heard "
                            "as log-mels, through Griffin-Lim and through the vocoder -> chain.json")
+    task.add_argument("--long", action="store_true",
+                      help="instead: long pieces (window by window and as one latent), continuations and infills, "
+                           "judged window by window -> long.json (evaluate_long.py)")
+    parser.add_argument("--long-pieces", type=int, default=8, help="with --long: held-out captions (default 8)")
+    parser.add_argument("--long-seconds", type=float, default=30.0, help="with --long: piece length (default 30)")
+    parser.add_argument("--out", help="where to write the JSON (default: <run>/metrics.json, sweep.json, chain.json "
+                                      "or long.json)")
     parser.add_argument("--sweep-nfe", type=int, nargs="+", default=[5, 10, 25, 50], metavar="NFE",
                         help="model evaluations per solve to sweep (default 5 10 25 50)")
     parser.add_argument("--sweep-cfg", type=float, nargs="+", default=[1.0, 2.0, 4.0, 7.0, 10.0], metavar="W",
@@ -431,7 +439,7 @@ def parse_args(argv=None):
     parser.add_argument("--classifier-steps", type=int, default=600)
     args = parser.parse_args(argv)
     args.run = args.run or default_run()
-    for name in ("num", "steps", "batch_size", "classifier_clips", "classifier_steps"):
+    for name in ("num", "steps", "batch_size", "classifier_clips", "classifier_steps", "long_pieces"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     if min(args.sweep_nfe) < 1 or min(args.sweep_cfg) < 0:
@@ -455,6 +463,11 @@ def main(argv=None):
             results = evaluator.attribute_chain(args.steps, args.cfg, args.sampler, args.seed)
             path = os.path.join(args.run, "chain.json")
             text = chain_table(results)
+        elif args.long:
+            results = evaluate_long.LongJudge(evaluator, args.long_pieces, args.long_seconds,
+                                              min(args.steps, DEFAULT_STEPS)).run()
+            path = os.path.join(args.run, "long.json")
+            text = evaluate_long.long_table(results)
         else:
             results = evaluator.evaluate(args.steps, args.cfg, args.sampler, args.seed)
             path = os.path.join(args.run, "metrics.json")
@@ -462,8 +475,8 @@ def main(argv=None):
     except (CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-    with open(path, "w") as f:
-        json.dump(results, f, indent=1)
+    path = args.out or path
+    atomic_write_text(path, json.dumps(results, indent=1))
     print(f"{text}\n\nwrote {path}")
 
 

@@ -184,20 +184,22 @@ SAMPLERS = {"euler": euler_step, "heun": heun_step}
 
 
 @torch.no_grad()
-def sample(velocity_fn, noise, steps=50, sampler="euler", shift=1.0, return_path=False):
+def sample(velocity_fn, noise, steps=50, sampler="euler", shift=1.0, return_path=False, keep=None):
     """Integrate dz/dt = velocity_fn(z, t) from z = noise at t = 1 to t = 0 and return z.
 
     velocity_fn(z, t) gets t as a (B,) tensor. With return_path=True, return instead the
     (steps + 1, B, ...) stack of z at every time of the schedule (noise first, sample last).
+    keep(z, t), if given, rewrites z before every step and at t = 0: inpainting puts the frames
+    it already knows back on their own path there (longform.py).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; use one of {sorted(SAMPLERS)}")
-    step = SAMPLERS[sampler]
+    step, keep = SAMPLERS[sampler], keep or (lambda z, t: z)
     times = timestep_schedule(steps, shift).tolist()
     z = noise
     path = [z]
     for t, t_next in zip(times[:-1], times[1:]):
-        z = step(velocity_fn, z, t, t_next)
+        z = keep(step(velocity_fn, keep(z, t), t, t_next), t_next)
         path.append(z)
     return torch.stack(path) if return_path else z
 

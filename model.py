@@ -20,6 +20,11 @@ z_t = (1 − t)·x0 + t·ε (see flow.py). The building blocks and their equatio
 blocks.py; parameter names follow the official checkpoint, so the released FluxMusic weights
 load with ``load_state_dict(..., strict=True)``.
 
+With `audio_context` (ours, for songs of any length: longform.py) the model also reads frames
+of the latent that are already known, a prompt or the rest of a song: tokens += known_in([2x2
+patch of m * x0, 2x2 patch of m]) for the known mask m; known_in starts at zero, so without
+known frames, or untrained, the model is the one above.
+
 Three things differ from the official code: a text padding mask (padded text tokens are
 never attended to), adaLN-Zero initialisation (every block starts as the identity and the
 model outputs exactly zero), and the RoPE table is built once per forward and shared by all
@@ -62,6 +67,7 @@ class FluxMusicConfig:
     theta: int = 10000
     qkv_bias: bool = True
     time_id_scale: float = 1.0       # RoPE time id of time patch i is i * this (the paper: 1)
+    audio_context: bool = False      # also read known frames of the latent (longform.py); not in the paper
 
     def __post_init__(self):
         if self.hidden_size % self.num_heads:
@@ -116,6 +122,13 @@ def unpatchify(tokens, T, F):
     c = d // (PATCH * PATCH)
     x = tokens.reshape(b, T // PATCH, F // PATCH, c, PATCH, PATCH)
     return x.permute(0, 3, 1, 4, 2, 5).reshape(b, c, T, F)
+
+
+def known_tokens(known_latent, known_frames):
+    """(B, C, T, F) clean latent and (B, T) bool "this frame is known" -> (B, N, 4C + 4) tokens: each
+    2x2 patch of the latent where known (zeros elsewhere) beside the same patch of the mask."""
+    mask = known_frames[:, None, :, None].to(known_latent.dtype).expand(-1, 1, -1, known_latent.shape[-1])
+    return torch.cat([patchify(known_latent * mask), patchify(mask)], dim=-1)
 
 
 def make_img_ids(batch, T, F, device=None, time_scale=1.0):
@@ -174,6 +187,9 @@ class FluxMusic(nn.Module):
         self.single_blocks = nn.ModuleList(
             SingleStreamBlock(h, config.num_heads, config.mlp_ratio) for _ in range(config.depth_single_blocks))
         self.final_layer = LastLayer(h, 1, config.in_channels)  # patch 1: a token already holds its patch
+        if config.audio_context:  # a patch of the known latent and a patch of the mask saying where it is known;
+            # no bias, so "nothing known" (all zeros) adds exactly nothing: text-to-music needs no known input
+            self.known_in = nn.Linear(config.in_channels + PATCH * PATCH, h, bias=False)
         self.reset_parameters()
 
     def reset_parameters(self):
@@ -191,11 +207,13 @@ class FluxMusic(nn.Module):
                [block.txt_mod.lin for block in self.double_blocks] + \
                [block.modulation.lin for block in self.single_blocks] + \
                [self.final_layer.adaLN_modulation[1], self.final_layer.linear]
+        if self.config.audio_context:  # zero: with or without known frames, the model starts as without
+            nn.init.zeros_(self.known_in.weight)
         for linear in zero:
             nn.init.zeros_(linear.weight)
             nn.init.zeros_(linear.bias)
 
-    def check_inputs(self, x, img_ids, txt, txt_ids, t, y, txt_mask):
+    def check_inputs(self, x, img_ids, txt, txt_ids, t, y, txt_mask, known):
         c, (b, n) = self.config, x.shape[:2]
         expect = {
             "x": (x, (b, n, c.in_channels)), "img_ids": (img_ids, (b, n, 3)),
@@ -204,23 +222,31 @@ class FluxMusic(nn.Module):
         }
         if txt_mask is not None:
             expect["txt_mask"] = (txt_mask, (b, txt.shape[1]))
+        if known is not None:
+            if not c.audio_context:
+                raise ValueError("this FluxMusic was built without audio_context, so it cannot read known frames; "
+                                 "sample it with the training-free method (longform.py, method 'repaint')")
+            expect["known"] = (known, (b, n, c.in_channels + PATCH * PATCH))
         for name, (tensor, shape) in expect.items():
             if tuple(tensor.shape) != shape:
                 raise ValueError(f"FluxMusic input {name} has shape {tuple(tensor.shape)}, expected {shape}")
         if txt_mask is not None and txt_mask.dtype != torch.bool:
             raise ValueError(f"txt_mask must be a bool tensor (True = real token), got {txt_mask.dtype}")
 
-    def forward(self, x, img_ids, txt, txt_ids, t, y, txt_mask=None):
+    def forward(self, x, img_ids, txt, txt_ids, t, y, txt_mask=None, known=None):
         """Patch tokens x (B, N, 32) at flow time t (B,) -> velocity on the same tokens (B, N, 32).
 
         txt (B, L, context_in_dim) T5 features, y (B, vec_in_dim) pooled CLAP embedding,
-        txt_mask (B, L) bool, True for real text tokens (None: every token is real).
+        txt_mask (B, L) bool, True for real text tokens (None: every token is real),
+        known (B, N, 32 + 4): `known_tokens` of the frames already known (None: none are).
         """
         if x.ndim != 3:
             raise ValueError(f"FluxMusic expects patch tokens (B, N, {self.config.in_channels}), "
                              f"got {tuple(x.shape)}; use FluxMusic.velocity for a (B, C, T, F) latent")
-        self.check_inputs(x, img_ids, txt, txt_ids, t, y, txt_mask)
+        self.check_inputs(x, img_ids, txt, txt_ids, t, y, txt_mask, known)
         img = self.img_in(x)
+        if known is not None:
+            img = img + self.known_in(known.to(img.dtype))
         txt = self.txt_in(txt)
         vec = self.time_in(timestep_embedding(t).to(img.dtype)) + self.vector_in(y)
         pe = self.pe_embedder(torch.cat([txt_ids, img_ids], dim=1))  # once, shared by every block
@@ -235,12 +261,14 @@ class FluxMusic(nn.Module):
             joint = block(joint, vec, pe, mask)
         return self.final_layer(joint[:, txt.shape[1]:], vec)
 
-    def velocity(self, latent, t, txt, txt_mask, y, forward=None):
+    def velocity(self, latent, t, txt, txt_mask, y, forward=None, known_latent=None, known_frames=None):
         """Latent (B, C, T, F) at time t (B,) or scalar -> velocity (B, C, T, F).
 
         The entry point for training and sampling: patchify, build the position ids, run
         forward, unpatchify. `forward` is this model's forward by default; training passes the
         model wrapped by DistributedDataParallel or torch.compile, which must see the call.
+        known_latent (B, C, T, F) and known_frames (B, T) bool, together: the clean latent of the
+        frames already known (a prompt, the rest of a song), for a model built with audio_context.
         """
         if latent.ndim != 4 or latent.shape[1] * PATCH * PATCH != self.config.in_channels:
             raise ValueError(f"expected a latent (B, {self.config.in_channels // (PATCH * PATCH)}, T, F), "
@@ -249,6 +277,7 @@ class FluxMusic(nn.Module):
         t = torch.as_tensor(t, dtype=torch.float32, device=latent.device)
         t = t.expand(b) if t.ndim == 0 else t
         img_ids = make_img_ids(b, T, F, latent.device, self.config.time_id_scale)
+        known = None if known_frames is None else known_tokens(known_latent, known_frames)
         out = (forward or self)(patchify(latent), img_ids, txt, make_txt_ids(b, txt.shape[1], latent.device), t, y,
-                                txt_mask)
+                                txt_mask, known)
         return unpatchify(out, T, F)

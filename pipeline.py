@@ -19,9 +19,12 @@ References
 - Ho & Salimans, "Classifier-Free Diffusion Guidance", arXiv 2207.12598
 """
 
+import math
+
 import torch
 
 import flow
+import longform
 from audio import FRAMES_PER_SECOND, HOP, N_MELS, SAMPLE_RATE, griffin_lim
 from common import CheckpointError, autocast, load_checkpoint, precision_for, stage_path, train_command
 from data import CLIP_SECONDS
@@ -97,33 +100,136 @@ class Pipeline:
         ids, mask = ids.to(self.device), mask.to(self.device)
         return {"txt": self.t5(ids, mask), "txt_mask": mask, "y": self.clap.embed_text((ids, mask))}
 
+    def check_sampler(self, sampler):
+        """The sampler to use (None: the run's default), or a one-line error if it cannot fit the run."""
+        sampler = sampler or ("ddim" if self.objective == "ddpm" else "euler")
+        if (sampler == "ddim") != (self.objective == "ddpm"):
+            raise ValueError(f"--sampler {sampler} does not fit a {self.objective} model; use "
+                             f"{'ddim' if self.objective == 'ddpm' else 'euler or heun'}")
+        return sampler
+
+    def noise(self, latent_frames, seed):
+        """ε for one latent (8, T, 16) from one integer seed, on the CPU's generator (the same on every device)."""
+        vae = self.vae.config
+        shape = (vae.latent_channels, latent_frames, N_MELS // vae.downsample)
+        return torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(self.device)
+
     @torch.no_grad()
     def generate_latents(self, captions, seconds=CLIP_SECONDS, steps=DEFAULT_STEPS, cfg=DEFAULT_CFG, sampler=None,
                          negative_prompt="", seed=0, shift=1.0):
         """Sample VAE latents (B, 8, T/4, 16) for the captions. Each caption gets its own noise,
         drawn from (seed, index), so a clip does not depend on which other captions share the batch.
         sampler: euler or heun for rectified flow, ddim for a DDPM run (None: the run's default)."""
-        sampler = sampler or ("ddim" if self.objective == "ddpm" else "euler")
-        if (sampler == "ddim") != (self.objective == "ddpm"):
-            raise ValueError(f"--sampler {sampler} does not fit a {self.objective} model; use "
-                             f"{'ddim' if self.objective == 'ddpm' else 'euler or heun'}")
-        frames, vae = frames_for(seconds), self.vae.config
-        noise = torch.stack([
-            torch.randn(vae.latent_channels, frames // vae.downsample, N_MELS // vae.downsample,
-                        generator=torch.Generator().manual_seed(seed * NOISE_SEED_STRIDE + i))
-            for i in range(len(captions))]).to(self.device)
+        sampler = self.check_sampler(sampler)
+        latent_frames = frames_for(seconds) // self.vae.config.downsample
+        noise = torch.stack([self.noise(latent_frames, seed * NOISE_SEED_STRIDE + i) for i in range(len(captions))])
         cond = self.encode_text(captions)  # both at the tokenizer's full length: they stack into one batch
         uncond = self.encode_text([negative_prompt] * len(captions))
-        model_fn = lambda z, t, c: self.flow_model.velocity(z, t, c["txt"], c["txt_mask"], c["y"])
-        guided = flow.guided_velocity_fn(model_fn, cond, uncond, cfg)  # for DDPM the output is ε
+        return self.solve(noise, cond, uncond, steps=steps, cfg=cfg, sampler=sampler, shift=shift)
+
+    def solve(self, noise, cond, uncond, steps, cfg, sampler, shift=1.0, known_latent=None, known_frames=None,
+              method="trained"):
+        """The flow ODE from `noise` to a latent, guided by cond against uncond (encode_text's dicts).
+        known_latent (B, 8, T, 16) and known_frames (B, T) bool: frames to keep (longform.py), which the
+        network also reads with method "trained" and sees only on their path with "repaint"."""
+        reads_known = known_frames is not None and method == "trained"
+        known = {"known_latent": known_latent if reads_known else None,
+                 "known_frames": known_frames if reads_known else None}
+        model_fn = lambda z, t, c: self.flow_model.velocity(z, t, c["txt"], c["txt_mask"], c["y"],
+                                                            known_latent=c["known_latent"],
+                                                            known_frames=c["known_frames"])
+        guided = flow.guided_velocity_fn(model_fn, {**cond, **known}, {**uncond, **known}, cfg)  # for DDPM: ε
 
         def velocity_fn(z, t):  # the network at the pipeline's precision; the ODE's state z stays fp32
             with autocast(self.device, self.precision):
                 return guided(z, t).float()
 
         if sampler == "ddim":
+            if known_frames is not None:
+                raise ValueError("known frames (long pieces, --continue, --infill) need a rectified-flow run, "
+                                 "not a DDPM one")
             return flow.ddim_sample(velocity_fn, noise, steps=steps)
-        return flow.sample(velocity_fn, noise, steps=steps, sampler=sampler, shift=shift)
+        keep = None if known_frames is None else longform.keep_known(known_latent, known_frames, noise)
+        return flow.sample(velocity_fn, noise, steps=steps, sampler=sampler, shift=shift, keep=keep)
+
+    @torch.no_grad()
+    def fill_latent(self, latent, known_frames, timeline, method=None, window=None, overlap=None,
+                    steps=DEFAULT_STEPS, cfg=DEFAULT_CFG, sampler=None, negative_prompt="", seed=0, shift=1.0):
+        """Generate the unknown frames of one latent (8, T, 16), window by window (longform.fill).
+
+        timeline: [(seconds, caption), ...], the caption in force from each time on (the first at 0).
+        method: "trained" (the network reads the known frames; the default where it learned to) or
+        "repaint" (training-free). window: latent frames a window spans (default: the trained clip's);
+        overlap: how many already-made frames each next window sees (default: half a window).
+        Window w's noise comes from seed * NOISE_SEED_STRIDE + its start frame, so the first window of
+        a piece from nothing is exactly `generate_latents`' clip for the first caption."""
+        sampler, method = self.check_sampler(sampler), method or self.default_context_method()
+        if method not in longform.METHODS:
+            raise ValueError(f"unknown context method {method!r}; use one of {', '.join(longform.METHODS)}")
+        if method == "trained" and not self.flow_model.config.audio_context:
+            raise ValueError("this run's flow model was not trained with known frames; use the training-free "
+                             "method (--context repaint) or a run trained at HEAD")
+        window = window or self.window_frames()
+        overlap = window // 2 if overlap is None else overlap
+        check_timeline(timeline)
+        encoded, uncond = {}, self.encode_text([negative_prompt])
+
+        def sample_window(part, known, start):
+            first_new = start + int((~known[0]).nonzero()[0])
+            caption = caption_at(timeline, first_new * self.vae.config.downsample / FRAMES_PER_SECOND)
+            if caption not in encoded:
+                encoded[caption] = self.encode_text([caption])
+            noise = self.noise(part.shape[2], seed * NOISE_SEED_STRIDE + start)[None]
+            return self.solve(noise, encoded[caption], uncond, steps, cfg, sampler, shift, part, known, method)
+
+        return longform.fill(sample_window, latent.to(self.device), known_frames.to(self.device), window, overlap)
+
+    def piece_latent(self, timeline, seconds, song_mel=None, regenerate=None, **options):
+        """One latent for a piece, made by `fill_latent`: from nothing (`seconds` long), or continuing
+        song_mel (1, T, 64) by `seconds`, or, with regenerate=(start, end) in seconds, song_mel with
+        that span made anew (`seconds` unused)."""
+        if song_mel is None:
+            latent = torch.zeros(self.vae.config.latent_channels, frames_for(seconds, None) // self.vae.config.downsample,
+                                 N_MELS // self.vae.config.downsample)
+            return self.fill_latent(latent, torch.zeros(latent.shape[1], dtype=torch.bool), timeline, **options)
+        song = self.encode_audio(song_mel).cpu()
+        if regenerate is None:
+            more = frames_for(seconds, None) // self.vae.config.downsample
+            latent = torch.cat([song, torch.zeros(song.shape[0], more, song.shape[2])], dim=1)
+            known = torch.arange(latent.shape[1]) < song.shape[1]
+            return self.fill_latent(latent, known, timeline, **options)
+        first, last = self.span_frames(*regenerate, song_mel.shape[1])
+        known = (torch.arange(song.shape[1]) < first) | (torch.arange(song.shape[1]) >= last)
+        return self.fill_latent(song, known, timeline, **options)
+
+    def span_frames(self, start, end, mel_frames):
+        """The latent frames [first, last) that regenerate seconds [start, end) of a song of `mel_frames`
+        log-mel frames: widened to whole patches."""
+        frames_per_second = FRAMES_PER_SECOND / self.vae.config.downsample
+        latent_frames = mel_frames // FRAMES_MULTIPLE * PATCH
+        song_seconds = latent_frames / frames_per_second
+        if not 0 <= start < end <= song_seconds + 1e-6:
+            raise ValueError(f"--start {start:g} and --end {end:g} must satisfy 0 <= start < end <= the song's "
+                             f"{song_seconds:.2f} s")
+        first = int(start * frames_per_second) // PATCH * PATCH
+        last = min(math.ceil(math.ceil(end * frames_per_second - 1e-9) / PATCH) * PATCH, latent_frames)
+        return first, last
+
+    def window_frames(self):
+        """Latent frames of one window: the clip length the flow model was trained on."""
+        return frames_for(self.trained_seconds) // self.vae.config.downsample
+
+    def default_context_method(self):
+        return "trained" if self.flow_model.config.audio_context else "repaint"
+
+    def encode_audio(self, mel):
+        """Log-mel (1, T, 64) -> VAE latent (8, T/8*2, 16), T cut to whole patches."""
+        mel = mel[:, :mel.shape[1] // FRAMES_MULTIPLE * FRAMES_MULTIPLE]
+        if mel.shape[1] == 0:
+            raise ValueError(f"the audio is shorter than {FRAMES_MULTIPLE * HOP / SAMPLE_RATE:.2f} s, the "
+                             "shortest piece the VAE can encode")
+        with autocast(self.device, self.precision):
+            return self.vae.encode(mel.to(self.device)).float()[0]
 
     @torch.no_grad()
     def latents_to_audio(self, latents):
@@ -192,16 +298,29 @@ def beats_griffin_lim(metrics):
     return in_tune and all(ours is None or theirs is None or ours < theirs for ours, theirs in closer)
 
 
-def frames_for(seconds):
-    """Mel frames for a duration, rounded to the nearest length the VAE and patching accept."""
+def frames_for(seconds, longest=MAX_SECONDS):
+    """Mel frames for a duration, rounded to the nearest length the VAE and patching accept; one
+    latent is at most `longest` seconds (None: no limit, for a piece made window by window)."""
     frames = round(seconds * SAMPLE_RATE / HOP / FRAMES_MULTIPLE) * FRAMES_MULTIPLE
     if frames < FRAMES_MULTIPLE:
         raise ValueError(f"--seconds {seconds} is too short: the shortest clip is "
                          f"{FRAMES_MULTIPLE * HOP / SAMPLE_RATE:.2f} s")
-    if seconds > MAX_SECONDS:  # attention's cost grows with the square of the token count
-        raise ValueError(f"--seconds {seconds} is too long: at most {MAX_SECONDS} s per clip "
-                         f"({MAX_SECONDS * FRAMES_PER_SECOND} tokens); generate several clips instead")
+    if longest is not None and seconds > longest:  # attention's cost grows with the square of the token count
+        raise ValueError(f"--seconds {seconds} is too long for one latent: at most {longest} s "
+                         f"({longest * FRAMES_PER_SECOND} tokens); make it window by window (--long windows)")
     return frames
+
+
+def check_timeline(timeline):
+    """[(seconds, caption), ...]: starts at 0, times strictly increasing."""
+    times = [when for when, _ in timeline]
+    if not times or times[0] != 0 or any(b <= a for a, b in zip(times, times[1:])):
+        raise ValueError(f"a caption timeline must start at 0 s and go forward in time, got times {times}")
+
+
+def caption_at(timeline, seconds):
+    """The caption in force at `seconds` of a timeline [(start seconds, caption), ...]."""
+    return [caption for when, caption in timeline if when <= seconds][-1]
 
 
 def check_compatible(flow_config, t5_config, clap_config, run_dir):

@@ -42,6 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import flow
+import longform
 import text
 import vae as vae_lib
 import vocoder as vocoder_lib
@@ -128,7 +129,9 @@ class Context:
         return torch.Generator().manual_seed(int(entropy.generate_state(1)[0]))
 
     def shard(self, batch):
-        """This process's rows of a global batch: a tensor or list, or a tuple of them."""
+        """This process's rows of a global batch: a tensor or list, or a tuple of them (None stays None)."""
+        if batch is None:
+            return None
         if isinstance(batch, tuple):
             return tuple(self.shard(part) for part in batch)
         rows = batch[self.world.rank::self.world.size]
@@ -394,7 +397,9 @@ class FlowStage(Stage):
         super().__init__(context)
         self.cache = self.frozen_features()
         base = PRESETS[self.run_config.preset]
-        config = replace(base, context_in_dim=self.cache["txt"].shape[-1], vec_in_dim=self.cache["y"].shape[-1])
+        self.mask_mix = longform.MaskMix(self.run_config.context_prefix, self.run_config.context_span)
+        config = replace(base, context_in_dim=self.cache["txt"].shape[-1], vec_in_dim=self.cache["y"].shape[-1],
+                         audio_context=self.mask_mix.active)
         self.model = FluxMusic(config).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
         self.net = distributed(self.model, context.world)  # under torchrun, DDP averages the gradients
@@ -404,7 +409,8 @@ class FlowStage(Stage):
 
     def train_step(self, step):
         """One step of rectified flow, minRF's with a caption:
-        z_t = (1 - t) x0 + t eps,  loss = || v_theta(z_t, t, c, y) - (eps - x0) ||^2."""
+        z_t = (1 - t) x0 + t eps,  loss = || v_theta(z_t, t, c, y) - (eps - x0) ||^2,
+        where some examples also see part of x0 and are scored only on the rest (longform.py)."""
         c, n, generator = self.cache, self.size.batch_size, self.rng(step)
         # the global batch: a random phrasing of a random clip, its caption swapped for "" with
         # probability caption_dropout (so one network also learns the unconditional field CFG needs)
@@ -419,11 +425,14 @@ class FlowStage(Stage):
             t = flow.sample_ddpm_timesteps(n, generator=generator) / flow.DDPM_STEPS
         else:  # logit-normal t; time_mean > 0 leans towards noise, where the beat grid is decided
             t = flow.sample_timesteps(n, mean=self.run_config.time_mean, generator=generator)
-        x0, noise, t, txt, txt_mask, y = self.context.shard((x0, noise, t, txt, txt_mask, y))  # this process's rows
+        # some examples know part of their clip and learn to fill in the rest (longform.py)
+        known = longform.draw_known_frames(n, x0.shape[2], self.mask_mix, generator) if self.mask_mix.active else None
+        x0, noise, t, txt, txt_mask, y, known = self.context.shard((x0, noise, t, txt, txt_mask, y, known))
         z_t, target = self.path(x0, noise, t)
         with autocast(self.device, self.precision):
-            v = self.model.velocity(z_t, t, txt, txt_mask, y, forward=self.net)  # through DDP and compile
-            loss = ((v - target) ** 2).mean()
+            v = self.model.velocity(z_t, t, txt, txt_mask, y, forward=self.net,  # through DDP and compile
+                                    known_latent=x0 if known is not None else None, known_frames=known)
+            loss = longform.masked_flow_loss(v, target, known) if known is not None else ((v - target) ** 2).mean()
         value = optimise(loss, self.model, self.optimizers["main"])
         decay = min(self.run_config.ema_decay, (1 + step) / (10 + step))  # short warm-up: early EMA tracks fast
         with torch.no_grad():

@@ -98,6 +98,9 @@ class RunConfig:
     # tempo still climbs after 5000 steps (docs/RESULTS.md, "The shipped recipe, longer")
     flow: StageSize = field(default_factory=lambda: StageSize(8000, 16, 1e-3))
     caption_dropout: float = 0.1
+    # known frames in training (longform.py): a known prefix a quarter of the time, a gap to fill a quarter
+    context_prefix: float = 0.25
+    context_span: float = 0.25
     # logit-normal t = sigmoid(time_mean + n): 1 puts 35% of the steps above t = 0.8, where the beat grid
     # is decided, against 8% at the paper's 0 (docs/RESULTS.md, "The beat grid")
     time_mean: float = 1.0

@@ -116,7 +116,7 @@ MAGNITUDE_FLOOR = 1e-5      # the log-mel's floor, as a linear magnitude
 HEADS = ("istft", "waveform")  # what conv_post writes: a spectrogram to invert, or the samples themselves
 # how the iSTFT head turns its bins: the net says each advance ("free"), or the magnitude's slope across
 # bins says where each partial is and the net corrects it ("from_magnitude")
-PHASE_MODELS = ("free", "from_magnitude")
+PHASE_MODELS = ("free", "from_magnitude", "hann_ratio")
 HANN_LOBE_CURVATURE = 2 * (math.pi ** 2 / 6 - 1)  # -d^2/dk^2 of log|W(k)| at a Hann lobe's peak, k in bins
 
 
@@ -289,11 +289,24 @@ def istft_head(x, mel, phase_model="free"):
         if phase_model == "free":
             advance = 2 * math.pi * bins * HOP / N_FFT + math.pi * correction
         else:
-            slope = F.pad((log_magnitude[:, 2:] - log_magnitude[:, :-2]) / 2, (0, 0, 1, 1)).to(wide)
-            offset = (slope / HANN_LOBE_CURVATURE).clamp(-2.0, 2.0) + correction  # in bins
+            offset = partial_offset(log_magnitude, phase_model).to(wide) + correction  # in bins
             advance = 2 * math.pi * (bins + offset) * HOP / N_FFT
         phase = torch.remainder(advance.cumsum(dim=-1) - math.pi * bins, 2 * math.pi).float()
         return inverse_stft(torch.polar(log_magnitude.exp(), phase), mel.shape[1]).clamp(-1.0, 1.0)
+
+
+def partial_offset(log_magnitude, phase_model):
+    """(B, 513, T) log|S| -> how far each bin lies from the partial whose lobe it is on, in bins."""
+    if phase_model == "from_magnitude":
+        slope = F.pad((log_magnitude[:, 2:] - log_magnitude[:, :-2]) / 2, (0, 0, 1, 1))
+        return (slope / HANN_LOBE_CURVATURE).clamp(-2.0, 2.0)
+    # hann_ratio: on a Hann lobe |W(d - 1)| / |W(d)| = (1 + d) / (2 - d) exactly for 0 < d < 2, so the
+    # louder neighbour's ratio says the distance; no gradient (it would bend the magnitude to suit it)
+    level = F.pad(log_magnitude.detach().transpose(1, 2), (1, 1), mode="reflect").transpose(1, 2)
+    left, here, right = level[:, :-2], level[:, 1:-1], level[:, 2:]
+    towards_right = right >= left
+    distance = (2 - 3 * torch.sigmoid(here - torch.maximum(left, right))).clamp(0.0, 2.0)
+    return torch.where(towards_right, distance, -distance)
 
 
 # ----------------------------------------------------------------------------- discriminators

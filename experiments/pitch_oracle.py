@@ -6,8 +6,8 @@ Held-out real clips are turned back into sound from their own STFT (n_fft 1024, 
 frames of the log-mel) with one half of it replaced: the magnitude by the least-squares magnitude
 that the 64-band log-mel allows (audio.mel_to_linear, where the iSTFT vocoder starts), or the
 phase by every bin turning at its own centre frequency (what a phase model that knows nothing
-gives), or by the phase the vocoder's "from_magnitude" model derives from the true magnitude (its
-ceiling: a generator whose magnitude were perfect). Each is judged by pitch.py: in-scale energy,
+gives), or by the phase the vocoder's "from_magnitude" and "hann_ratio" models derive from the true
+magnitude (their ceilings: a generator whose magnitude were perfect). Each is judged by pitch.py: in-scale energy,
 mode by scale fit, notes heard at their pitch. The vocoder and Griffin-Lim of a run (--run) are
 judged beside them, and the mean pitch-class profile of the major and of the minor clips, for the
 audio and through the vocoder, shows which notes a vocoder moves.
@@ -68,6 +68,9 @@ def main(argv=None):
                  "true magnitude + phase from its slope (from_magnitude)": istft_head(
                      torch.cat([true.abs().clamp(min=MAGNITUDE_FLOOR).log() - least_log, no_correction], 1), mel,
                      "from_magnitude")[:, :audio.shape[1]],
+                 "true magnitude + phase from its Hann ratio (hann_ratio)": istft_head(
+                     torch.cat([true.abs().clamp(min=MAGNITUDE_FLOOR).log() - least_log, no_correction], 1), mel,
+                     "hann_ratio")[:, :audio.shape[1]],
                  "Griffin-Lim (least-squares magnitude, phase by iteration)": griffin_lim(mel)[:, :audio.shape[1]],
                  "the run's vocoder": vocoder(mel)[:, :audio.shape[1]]}
         if vocoder.config.head == "istft":  # its magnitude with each phase: which half loses the pitch

@@ -24,8 +24,9 @@ log-mel L1 of the re-analysed audio, multi-resolution STFT distance) and by the 
 (VOCODER_ARMS): istft (the free phase model, no phase loss: the recipe before the pitch judge),
 istft_phase1 / istft_phase3 (with the phase-advance loss at weight 1 or 3), istft_phase3_gan500
 (3500 of those, then 500 GAN steps), magnitude_phase3 (the phase from the magnitude's slope, with
-the phase loss at 3), magnitude_phase3_fine (also a 4096-point STFT in the loss), magnitude_phase3_wide
-(twice the channels), waveform (HiFi-GAN's original waveform head).
+the phase loss at 3), magnitude_phase3_fine (also a 4096-point STFT in the loss), hann_ratio_phase3_fine
+(the same with the exact two-bin Hann estimate, detached), magnitude_phase3_wide (twice the channels),
+waveform (HiFi-GAN's original waveform head).
 
 How the snapshots are kept: train.py rewrites a stage's checkpoint every save_every steps (set here to
 the snapshot interval); a thread copies each one that lands on a snapshot step while the stage trains
@@ -70,6 +71,7 @@ VOCODER_ARMS = {"istft": vocoder_arm("free", 0.0), "istft_phase1": vocoder_arm("
                 "istft_phase3_gan500": vocoder_arm("free", 3.0, vocoder_warmup=3500),
                 "magnitude_phase3": vocoder_arm("from_magnitude", 3.0),
                 "magnitude_phase3_fine": vocoder_arm("from_magnitude", 3.0, fine_stft=True),
+                "hann_ratio_phase3_fine": vocoder_arm("hann_ratio", 3.0, fine_stft=True),
                 "magnitude_phase3_wide": vocoder_arm("from_magnitude", 3.0, channels=256),
                 "waveform": vocoder_arm("free", 0.0, vocoder_head="waveform")}
 
