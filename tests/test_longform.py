@@ -10,6 +10,7 @@ import torch
 
 import flow
 import longform
+import sample
 from conftest import run_script
 from model import FluxMusic, FluxMusicConfig, known_tokens
 from pipeline import Pipeline
@@ -168,20 +169,23 @@ def test_sample_makes_long_pieces_continuations_and_infills_with_a_page(smoke_ru
     (["--then", "3", "piano", "--then", "2", "drums", "--seconds", "6"], "go forward in time"),
     (["--then", "9", "piano", "--seconds", "6"], "past the end of a 6 s piece"),
 ])
-def test_sample_rejects_bad_long_form_options(smoke_run, tmp_path, args, message):
-    result = run_script("sample.py", "--run", smoke_run, "--out", str(tmp_path), *args, check=False)
-    assert result.returncode != 0 and message in result.stderr.strip().splitlines()[-1]
+def test_sample_rejects_bad_long_form_options(smoke_run, tmp_path, args, message, capsys):
+    with pytest.raises(SystemExit) as stop:  # in-process: the same main() as the command line, no start-up
+        sample.main(["--run", smoke_run, "--out", str(tmp_path), "--steps", "1", *args])
+    assert stop.value.code != 0 and message in capsys.readouterr().err.strip().splitlines()[-1]
 
 
-def test_sample_names_a_bad_infill_span_and_an_unreadable_song(smoke_run, tmp_path):
+def test_sample_names_a_bad_infill_span_and_an_unreadable_song(smoke_run, tmp_path, capsys):
     song = tmp_path / "song.wav"
     soundfile.write(song, torch.zeros(16000 * 2).numpy(), 16000)
-    result = run_script("sample.py", "--run", smoke_run, "--infill", str(song), "--start", "1", "--end", "9",
-                        "--steps", "2", check=False)
-    assert result.returncode == 1 and "the song's 2.00 s" in result.stderr
+    with pytest.raises(SystemExit) as stop:
+        sample.main(["--run", smoke_run, "--infill", str(song), "--start", "1", "--end", "9", "--steps", "1"])
+    assert stop.value.code == 1 and "the song's 2.00 s" in capsys.readouterr().err
     (tmp_path / "bad.wav").write_text("not audio")
-    result = run_script("sample.py", "--run", smoke_run, "--continue", str(tmp_path / "bad.wav"), check=False)
-    assert result.returncode == 1 and "cannot read audio file" in result.stderr and "bad.wav" in result.stderr
+    with pytest.raises(SystemExit) as stop:
+        sample.main(["--run", smoke_run, "--continue", str(tmp_path / "bad.wav"), "--steps", "1"])
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and "cannot read audio file" in err and "bad.wav" in err
 
 
 def test_the_long_form_judge_measures_seams_silence_and_agreement():
