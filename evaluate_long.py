@@ -5,7 +5,8 @@
 A long piece is heard the way a listener skims one: in 2.56 s windows (the trained clip), each
 judged like a single generated clip by the attribute classifier and the pitch judge (evaluate.py).
 
-- Attributes per window: accuracy against the caption, to compare with single clips.
+- Attributes per window: accuracy against the caption, to compare with single clips of the same
+  captions (the "single_clips" row).
 - Agreement: how often a window's instrument, tempo, mode and drums (the classifier's top
   guesses) all equal the first window's: does the piece stay one piece?
 - Silence: the fraction of 0.5 s stretches quieter than -50 dBFS RMS.
@@ -68,7 +69,7 @@ def agreement(posteriors, count):
     """How often a window's four top guesses all equal its piece's first window's."""
     guesses = torch.stack([posteriors[name].argmax(dim=1) for name in ATTRIBUTES], dim=1).reshape(-1, count, len(ATTRIBUTES))
     same = (guesses[:, 1:] == guesses[:, :1]).all(dim=2)
-    return same.float().mean().item()
+    return same.float().mean().item() if count > 1 else float("nan")
 
 
 def boundaries_of(pipe, known_frames):
@@ -97,6 +98,11 @@ class LongJudge:
         posteriors = self.e.classifier.posteriors(clips)
         return {"attribute_accuracy": accuracy(posteriors, expanded), "agreement": agreement(posteriors, count),
                 "pitch": pitch.judge(clips, expanded), "windows_per_piece": count}
+
+    def single_clips(self):
+        """The same captions as clips of the trained length: what every window should match."""
+        latents = self.pipe.generate_latents(self.captions, seconds=CLIP_SECONDS, steps=self.steps)
+        return self.judge_windows(self.pipe.latents_to_audio(latents)[1].cpu()[:, :WINDOW_SAMPLES], self.attributes)
 
     def long_pieces(self, method):
         """30 s pieces for the held-out captions: "whole" (one latent) or windows by `method`."""
@@ -159,6 +165,7 @@ class LongJudge:
         methods = ["repaint"] + (["trained"] if self.pipe.flow_model.config.audio_context else [])
         results = {"settings": {"pieces": self.pieces, "seconds": self.seconds, "steps": self.steps,
                                 "run": self.pipe.run_dir}}
+        results["single_clips"] = self.single_clips()
         for method in ["whole"] + methods:
             self.log(f"[long] {self.pieces} pieces of {self.seconds:g} s, {method}")
             results[f"long_{method}"], places = self.long_pieces(method)

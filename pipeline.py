@@ -184,6 +184,7 @@ class Pipeline:
 
         return longform.fill(sample_window, latent.to(self.device), known_frames.to(self.device), window, overlap)
 
+    @torch.no_grad()
     def piece_latent(self, timeline, seconds, song_mel=None, regenerate=None, **options):
         """One latent for a piece, made by `fill_latent`: from nothing (`seconds` long), or continuing
         song_mel (1, T, 64) by `seconds`, or, with regenerate=(start, end) in seconds, song_mel with

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import flow
+import longform
 import stages
 import train
 from conftest import copy_run, run_script
@@ -71,16 +72,17 @@ class AtTheNetwork(Exception):
 
 
 def network_inputs(stage, step):
-    """What `stage.train_step(step)` gives the network: {z_t, t, txt, txt_mask, y}, and through
-    `stage.path` the (x0, noise, t) it made z_t from."""
+    """What `stage.train_step(step)` gives the network: {z_t, t, txt, txt_mask, y, known_latent,
+    known_frames}, and through `stage.path` the (x0, noise, t) it made z_t from."""
     seen, path = {}, stage.path
 
     def record_path(x0, noise, t):
         seen.update(x0=x0, noise=noise, path_t=t)
         return path(x0, noise, t)
 
-    def velocity(z_t, t, txt, txt_mask, y, forward=None):
-        seen.update(z_t=z_t, t=t, txt=txt, txt_mask=txt_mask, y=y)
+    def velocity(z_t, t, txt, txt_mask, y, forward=None, known_latent=None, known_frames=None):
+        seen.update(z_t=z_t, t=t, txt=txt, txt_mask=txt_mask, y=y, known_latent=known_latent,
+                    known_frames=known_frames)
         raise AtTheNetwork
 
     with pytest.MonkeyPatch.context() as patch:
@@ -114,7 +116,7 @@ def test_flow_steps_drop_about_a_tenth_of_the_captions_and_all_of_each_dropped_o
 
 def test_flow_steps_are_a_pure_function_of_the_step(flow_stage):
     a, b, c = (network_inputs(flow_stage, step) for step in (7, 7, 8))
-    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert all(torch.equal(a[key], b[key]) for key in a if a[key] is not None)
     assert not torch.equal(a["noise"], c["noise"]) and not torch.equal(a["t"], c["t"])
     x0, noise, t = a["x0"], a["noise"], a["t"]
     assert noise.shape == x0.shape and t.shape == (len(x0),) and ((t > 0) & (t < 1)).all()
@@ -146,14 +148,29 @@ def test_a_flow_step_takes_the_mean_square_then_moves_the_weights_and_the_ema(sm
     loss is then mean (eps - x0)^2 exactly, and the optimiser and the EMA both move."""
     run_dir = copy_run(smoke_run, tmp_path / "run")
     stage = stages.build("flow", context(run_dir, replace(train.SMOKE, precision="fp32")))
-    seen, path = {}, stage.path
+    seen, path, draw = {}, stage.path, longform.draw_known_frames
     monkeypatch.setattr(stage, "path", lambda x0, noise, t: seen.update(x0=x0, noise=noise) or path(x0, noise, t))
+    monkeypatch.setattr(longform, "draw_known_frames", lambda *a, **k: seen.setdefault("known", draw(*a, **k)))
     before = {name: p.detach().clone() for name, p in stage.model.named_parameters()}
     ema_before = [p.detach().clone() for p in stage.ema.parameters()]
     logs = stage.train_step(0)
-    assert logs["loss"] == pytest.approx(((seen["noise"] - seen["x0"]) ** 2).mean().item(), rel=1e-6)
+    unknown = ~seen["known"][:, None, :, None].expand_as(seen["x0"])  # the loss counts only frames to make
+    assert logs["loss"] == pytest.approx(((seen["noise"] - seen["x0"])[unknown] ** 2).mean().item(), rel=1e-6)
     assert not torch.equal(stage.model.final_layer.linear.weight, before["final_layer.linear.weight"])
     assert any(not torch.equal(p, q) for p, q in zip(stage.ema.parameters(), ema_before))
+
+
+def test_flow_steps_show_some_examples_part_of_their_own_clip(flow_stage):
+    """The mask mix (longform.py): half the examples know nothing, a quarter a prefix, a quarter all
+    but a gap; what the network is told is known is the clean latent of that very example."""
+    seen = network_inputs(flow_stage, 4)
+    known = seen["known_frames"]
+    assert known.shape == seen["x0"].shape[::2] and torch.equal(seen["known_latent"], seen["x0"])
+    nothing = ~known.any(dim=1)
+    prefix = known[:, 0] & ~nothing & (known.int().diff(dim=1) <= 0).all(dim=1)
+    assert nothing.float().mean().item() == pytest.approx(0.5, abs=0.1)
+    assert prefix.float().mean().item() == pytest.approx(train.SMOKE.context_prefix, abs=0.08)
+    assert not known.all(dim=1).any()
 
 
 def test_time_mean_moves_the_training_times_towards_noise(flow_stage, monkeypatch):
