@@ -179,7 +179,7 @@ def test_corrupt_checkpoint_is_a_one_line_error(copy_smoke_run):
     (["--sampler", "rk4"], "invalid choice"),
     (["--seconds", "0.01"], "too short"),
     (["--seconds", "-1"], "positive number"),
-    (["--seconds", "1000"], "too long"),
+    (["--seconds", "1000", "--long", "whole"], "too long for one latent"),
     (["--device", "tpu"], "not a device name"),
     (["--out", "song.mp3"], "writes WAV files"),
     (["--prompts-file", "/no/such/file.txt"], "no such file"),

@@ -79,8 +79,8 @@ def test_several_prompts_with_out_song_wav_write_numbered_files(smoke_run, tmp_p
         wav, png = tmp_path / f"song_{i}.wav", tmp_path / f"song_{i}.png"
         assert len(soundfile.read(wav)[0]) == 64 * 160 and png.stat().st_size > 0
         assert str(wav) in result.stdout and str(png) in result.stdout
-    assert not out.exists() and sorted(os.listdir(tmp_path)) == [
-        "captions.txt", "song_1.png", "song_1.wav", "song_2.png", "song_2.wav"]
+    assert not out.exists() and sorted(os.listdir(tmp_path)) == [  # and the listening page of both
+        "captions.txt", "index.html", "pieces.json", "song_1.png", "song_1.wav", "song_2.png", "song_2.wav"]
     # one prompt still writes exactly the file it was given
     run_script("sample.py", "--run", smoke_run, "--prompt", "A slow organ piece.", "--out", str(out), *FAST_SAMPLING)
     assert out.exists() and not (tmp_path / "song_3.wav").exists()
