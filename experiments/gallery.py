@@ -47,6 +47,7 @@ def main(argv=None):
     parser.add_argument("--out", default="docs/gallery")
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the long pieces (default 30)")
     args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
     pipe = Pipeline(args.run, "cpu", precision="fp32")
     mel_fn, entries = MelSpectrogram(), []
     base = {"run": args.run, "steps": DEFAULT_STEPS, "cfg": DEFAULT_CFG, "seed": 0}
