@@ -326,19 +326,27 @@ def span_corrupt(ids, mask, generator=None, noise_density=0.15, mean_span_length
             for keep, drop in zip(keeps, drops):
                 run = [False] * keep + [True] * drop
                 noise += run[::-1] if noise_first else run
-        corrupted, target, spans = [], [], 0
-        for t, token in enumerate(tokens):
-            if not noise[t]:
-                corrupted.append(token)
-                continue
-            if t == 0 or not noise[t - 1]:  # a new span starts: one sentinel stands for all of it
-                corrupted.append(sentinel(spans))
-                target.append(sentinel(spans))
-                spans += 1
-            target.append(token)
-        inputs.append(corrupted + [EOS])
-        targets.append(target + [EOS])
+        corrupted, target = corrupt_spans(tokens, noise)
+        inputs.append(corrupted)
+        targets.append(target)
     return (*pad_batch(inputs), *pad_batch(targets))
+
+
+def corrupt_spans(tokens, noise):
+    """One caption's bytes and a bool per byte (True: dropped) -> (input, target) token lists: each
+    run of dropped bytes becomes one sentinel <Xk> in the input, and the target lists "<Xk> the run"
+    for every run in order; both end with <eos>."""
+    corrupted, target, spans = [], [], 0
+    for t, token in enumerate(tokens):
+        if not noise[t]:
+            corrupted.append(token)
+            continue
+        if t == 0 or not noise[t - 1]:  # a new span starts: one sentinel stands for all of it
+            corrupted.append(sentinel(spans))
+            target.append(sentinel(spans))
+            spans += 1
+        target.append(token)
+    return corrupted + [EOS], target + [EOS]
 
 
 def t5_training_batch(tokenizer, captions, batch_size, generator=None):

@@ -311,6 +311,14 @@ def partial_offset(log_magnitude, phase_model):
 
 # ----------------------------------------------------------------------------- discriminators
 
+def fold_by_period(audio, period):
+    """(B, N) -> (B, 1, ceil(N / p), p): row r holds x[r p], ..., x[r p + p - 1], so column j is the
+    sub-sequence x[j], x[j + p], x[j + 2p], ... (the end reflect-padded to a whole row)."""
+    extra = -audio.shape[-1] % period
+    x = F.pad(audio.unsqueeze(1), (0, extra), mode="reflect")
+    return x.view(x.shape[0], 1, -1, period)
+
+
 class PeriodDiscriminator(nn.Module):
     """Folds (B, N) into (B, 1, N/p, p) and convolves along the first axis only, so each of the
     p columns is the sub-sequence x[j], x[j+p], x[j+2p], ...: it judges period-p structure."""
@@ -325,9 +333,7 @@ class PeriodDiscriminator(nn.Module):
         self.conv_post = weight_norm(nn.Conv2d(channels[-1], 1, (3, 1), padding=(1, 0)))
 
     def forward(self, audio):
-        extra = -audio.shape[-1] % self.period
-        x = F.pad(audio.unsqueeze(1), (0, extra), mode="reflect")
-        x = x.view(x.shape[0], 1, -1, self.period)
+        x = fold_by_period(audio, self.period)
         features = []
         for conv in self.convs:
             x = F.leaky_relu(conv(x), LRELU_SLOPE)

@@ -25,7 +25,8 @@ log-mel L1 of the re-analysed audio, multi-resolution STFT distance) and by the 
 istft_phase1 / istft_phase3 (with the phase-advance loss at weight 1 or 3), istft_phase3_gan500
 (3500 of those, then 500 GAN steps), magnitude_phase3 (the phase from the magnitude's slope, with
 the phase loss at 3), magnitude_phase3_fine (also a 4096-point STFT in the loss), hann_ratio_phase3_fine
-(the same with the exact two-bin Hann estimate, detached), magnitude_phase3_wide (twice the channels),
+(the same with the exact two-bin Hann estimate, detached), magnitude_phase10_fine (the phase loss at 10),
+magnitude_phase3_fine_8000 (the recipe at twice the steps), magnitude_phase3_wide (twice the channels),
 waveform (HiFi-GAN's original waveform head).
 
 How the snapshots are kept: train.py rewrites a stage's checkpoint every save_every steps (set here to
@@ -40,7 +41,7 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import replace
+from dataclasses import asdict, is_dataclass, replace
 
 import torch
 from matplotlib.figure import Figure
@@ -72,6 +73,9 @@ VOCODER_ARMS = {"istft": vocoder_arm("free", 0.0), "istft_phase1": vocoder_arm("
                 "magnitude_phase3": vocoder_arm("from_magnitude", 3.0),
                 "magnitude_phase3_fine": vocoder_arm("from_magnitude", 3.0, fine_stft=True),
                 "hann_ratio_phase3_fine": vocoder_arm("hann_ratio", 3.0, fine_stft=True),
+                "magnitude_phase10_fine": vocoder_arm("from_magnitude", 10.0, fine_stft=True),
+                "magnitude_phase3_fine_8000": vocoder_arm("from_magnitude", 3.0, fine_stft=True, vocoder_warmup=8000,
+                                                          vocoder=replace(train.TINY.vocoder, steps=8000)),
                 "magnitude_phase3_wide": vocoder_arm("from_magnitude", 3.0, channels=256),
                 "waveform": vocoder_arm("free", 0.0, vocoder_head="waveform")}
 
@@ -175,7 +179,7 @@ def vocoder_curve(args):
         print(json.dumps(rows[-1]), flush=True)
     path = os.path.join(OUT, "vocoder.json")
     out = json.load(open(path)) if os.path.exists(path) else {}
-    out[args.arm] = {"config": checkpoint["config"], "changes": arm, "gan": steps - config.vocoder_warmup, "rows": rows}
+    out[args.arm] = {"config": checkpoint["config"], "changes": {k: asdict(v) if is_dataclass(v) else v for k, v in arm.items()}, "gan": steps - config.vocoder_warmup, "rows": rows}
     write(path, out)
 
 

@@ -1,10 +1,14 @@
-"""Execute every notebook top to bottom, so the lessons can never rot.
+"""Execute every notebook top to bottom with its exercises solved, so the lessons can never rot.
 
 FLUXMUSIC_QUICK=1 tells each notebook to shrink its training loops (a reader who runs it
-without the variable gets the full-size lesson). Outputs are not written back: the committed
-notebooks keep their full-size outputs.
+without the variable gets the full-size lesson). Each exercise function (a def whose body ends in
+`raise NotImplementedError`) is replaced by its answer from notebooks/solutions/<notebook>.py, and
+every `course.check` must then print "pass". Outputs are not written back: the committed
+notebooks keep their full-size outputs, with the exercises unsolved.
 """
+import ast
 import glob
+import importlib.util
 import os
 import re
 
@@ -20,15 +24,89 @@ def test_there_are_notebooks():
     assert NOTEBOOKS, f"no notebooks found in {NOTEBOOK_DIR}"
 
 
+# ----------------------------------------------------------------------------- exercises
+
+CHECKED = re.compile(r"""course\.check\(\s*["']([^"']+)["']""")
+
+
+def exercises(source):
+    """The functions a code cell leaves to the student: {name: (first line, last line)}, 1-based."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # an IPython magic line
+        return {}
+    return {node.name: (node.lineno, node.end_lineno) for node in tree.body
+            if isinstance(node, ast.FunctionDef) and isinstance(node.body[-1], ast.Raise)
+            and "NotImplementedError" in ast.unparse(node.body[-1])}
+
+
+def solutions_path(path):
+    return os.path.join(NOTEBOOK_DIR, "solutions", os.path.basename(path).replace(".ipynb", ".py"))
+
+
+def answers(path):
+    """{name: source} of every function in the notebook's solutions file."""
+    with open(solutions_path(path)) as f:
+        source = f.read()
+    return {node.name: ast.get_source_segment(source, node) for node in ast.parse(source).body
+            if isinstance(node, ast.FunctionDef)}
+
+
+def solve(notebook, solved):
+    """Put the answers into the exercise cells, in place; returns the names replaced."""
+    replaced = []
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        lines = cell.source.splitlines()
+        for name, (first, last) in sorted(exercises(cell.source).items(), key=lambda item: -item[1][0]):
+            lines[first - 1:last] = solved[name].splitlines()
+            replaced.append(name)
+        cell.source = "\n".join(lines)
+    return replaced
+
+
+def printed(notebook):
+    return "\n".join(output_text(o) for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
+def test_every_notebook_has_exercises_with_answers_and_checks(path):
+    notebook = nbformat.read(path, as_version=4)
+    names = [name for cell in notebook.cells if cell.cell_type == "code" for name in exercises(cell.source)]
+    assert len(names) >= 2, f"{os.path.basename(path)} has {len(names)} exercises; every lesson has 2-4"
+    assert sorted(names) == sorted(answers(path)), \
+        f"exercises {sorted(names)} and the answers in {solutions_path(path)} must name the same functions"
+    checked = CHECKED.findall("\n".join(c.source for c in notebook.cells))
+    assert checked, f"{os.path.basename(path)} has exercises but no course.check"
+    text = printed(notebook)  # committed unsolved: each check ran and said where the student stands
+    for name in checked:
+        assert f"{name}: not yet" in text or f"{name}: pass" in text, f"{os.path.basename(path)}'s check {name!r} has no output"
+
+
+def test_solving_replaces_exactly_the_unsolved_functions():
+    cell = nbformat.v4.new_code_cell("import course\n\n\ndef f(x):\n    \"\"\"doc\"\"\"\n    raise NotImplementedError('x')\n\n\n"
+                                     "def helper(y):\n    return y\n\n\nprint(f(2))")
+    notebook = nbformat.v4.new_notebook(cells=[cell])
+    assert solve(notebook, {"f": "def f(x):\n    return 2 * x"}) == ["f"]
+    assert notebook.cells[0].source == "import course\n\n\ndef f(x):\n    return 2 * x\n\n\ndef helper(y):\n    return y\n\n\nprint(f(2))"
+    assert exercises("%matplotlib inline") == {}
+
+
 @pytest.mark.slow  # each trains small models in a Jupyter kernel: minutes in all
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
-def test_notebook_runs(path, monkeypatch):
+def test_notebook_runs_and_its_solved_exercises_pass(path, monkeypatch):
     monkeypatch.setenv("FLUXMUSIC_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     notebook = nbformat.read(path, as_version=4)
+    solve(notebook, answers(path))
     client = NotebookClient(notebook, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": NOTEBOOK_DIR}})
     client.execute()  # raises CellExecutionError, naming the cell, on any error
+    text = printed(notebook)
+    assert "not yet" not in text, f"an answer fails its check: {text[text.index('not yet') - 60:][:300]}"
+    for name in CHECKED.findall("\n".join(c.source for c in notebook.cells)):
+        assert f"{name}: pass" in text, f"check {name!r} printed no pass"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
