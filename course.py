@@ -16,9 +16,30 @@ which prints `euler_sample: pass`, or `euler_sample: not yet — ...` with what 
 stops the notebook, so a student can run it top to bottom before solving anything. The answers live
 in notebooks/solutions/<notebook>.py; tests/test_notebooks.py puts them into the exercise cells and
 runs every notebook, so an answer that stops matching the project fails the tests.
+
+Two helpers give every lesson one look: `use_style()` (figures at 100 dpi, readable titles and
+labels) and `play(audio)` (a player holding the clip as Ogg Vorbis, about a tenth of a WAV's bytes,
+so a notebook can keep its players and its figures under GitHub's comfortable size).
+
+References: the exercise-and-check form follows d2l.ai (Zhang et al., *Dive into Deep Learning*) and
+Karpathy's *Neural Networks: Zero to Hero*, where the student types the core of each lesson.
 """
 
+import base64
+import html
+import io
+
+import matplotlib.pyplot as plt
+import numpy as np
+import soundfile
 import torch
+from IPython.display import HTML, display
+
+from audio import SAMPLE_RATE
+
+STYLE = {"figure.dpi": 100, "figure.figsize": (10, 3), "axes.titlesize": 10, "axes.labelsize": 9,
+         "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8, "figure.titlesize": 11,
+         "image.interpolation": "nearest"}
 
 UNSOLVED = "your code here"
 
@@ -63,3 +84,23 @@ def expect_equal(mine, reference, what="the result"):
 def short(value, limit=80):
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def use_style():
+    """The course's figure style: 100 dpi, a 10-inch default width (what GitHub shows without
+    shrinking), 8-11 pt text."""
+    plt.rcParams.update(STYLE)
+
+
+def play(audio, label=None, rate=SAMPLE_RATE, normalize=False):
+    """Show an audio player for a waveform (any shape with one clip's samples), with an optional
+    label above it. normalize=True scales the peak to 1 (quiet clips become audible); the default
+    keeps the level, so clips can be compared by loudness. Samples beyond [-1, 1] are clipped."""
+    samples = torch.as_tensor(audio).detach().float().reshape(-1).numpy()
+    if normalize:
+        samples = samples / max(float(np.abs(samples).max()), 1e-8)
+    encoded = io.BytesIO()
+    soundfile.write(encoded, np.clip(samples, -1.0, 1.0), rate, format="OGG", subtype="VORBIS")
+    source = base64.b64encode(encoded.getvalue()).decode("ascii")
+    title = f"<div>{html.escape(label)}</div>" if label else ""
+    display(HTML(f'{title}<audio controls preload="none" src="data:audio/ogg;base64,{source}"></audio>'))
