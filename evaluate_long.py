@@ -76,12 +76,8 @@ def boundaries_of(pipe, known_frames):
     """Mel frames where each window of `pipe.fill_latent` (default window and overlap) begins
     its new frames: the places a seam could be."""
     window = pipe.window_frames()
-    known, places = known_frames.clone(), []
-    for start in longform.window_starts(known_frames, window, window // 2):
-        first_new = start + int((~known[start:start + window]).nonzero()[0])
-        places.append(first_new * pipe.vae.config.downsample)
-        known[start:start + window] = True
-    return [p for p in places if p > 0]
+    found = longform.windows(known_frames, window, longform.default_overlap(window))
+    return [first * pipe.vae.config.downsample for _, first in found if first > 0]
 
 
 class LongJudge:

@@ -113,16 +113,27 @@ def keep_known(known_latent, known_frames, noise):
     return keep
 
 
-def window_starts(known_frames, window, overlap):
-    """The start frame of each window `fill` samples, for a (T,) bool mask: each window starts
-    `overlap` frames before the first frame still unknown (clamped to the latent)."""
-    known, starts, total = known_frames.clone(), [], len(known_frames)
+def default_overlap(window):
+    """How many already-made frames each next window sees unless told otherwise: half a window."""
+    return window // 2
+
+
+def windows(known_frames, window, overlap):
+    """(start, first new frame) of each window `fill` samples, for a (T,) bool mask: each window
+    starts `overlap` frames before the first frame still unknown (clamped to the latent), and that
+    frame is where its new music begins (a seam can only be there)."""
+    known, found, total = known_frames.clone(), [], len(known_frames)
     while not known.all():
         first = int((~known).nonzero()[0])
         start = max(0, min(first - overlap, total - window))
-        starts.append(start)
+        found.append((start, first))
         known[start:start + window] = True
-    return starts
+    return found
+
+
+def window_starts(known_frames, window, overlap):
+    """The start frame of each window `fill` samples (see `windows`)."""
+    return [start for start, _ in windows(known_frames, window, overlap)]
 
 
 def fill(sample_window, latent, known_frames, window, overlap):

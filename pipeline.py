@@ -170,7 +170,7 @@ class Pipeline:
             raise ValueError("this run's flow model was not trained with known frames; use the training-free "
                              "method (--context repaint) or a run trained at HEAD")
         window = window or self.window_frames()
-        overlap = window // 2 if overlap is None else overlap
+        overlap = longform.default_overlap(window) if overlap is None else overlap
         check_timeline(timeline)
         encoded, uncond = {}, self.encode_text([negative_prompt])
 

@@ -202,3 +202,11 @@ def test_the_long_form_judge_measures_seams_silence_and_agreement():
     assert evaluate_long.agreement(posteriors, 3) == 0.75  # piece 1: windows 2, 3 = 1st? no, yes; piece 2: yes, yes
     clips, count = evaluate_long.windows(torch.randn(2, evaluate_long.WINDOW_SAMPLES * 3 + 5))
     assert clips.shape == (6, evaluate_long.WINDOW_SAMPLES) and count == 3
+
+
+def test_windows_name_each_start_and_the_frame_where_its_new_music_begins():
+    known = (torch.arange(300) < 100) | (torch.arange(300) >= 180)  # a gap of frames 100-179
+    assert longform.windows(known, 64, 16) == [(84, 100), (132, 148)]
+    assert longform.window_starts(known, 64, 16) == [84, 132]
+    from_nothing = longform.windows(torch.zeros(200, dtype=torch.bool), 64, longform.default_overlap(64))
+    assert from_nothing == [(0, 0), (32, 64), (64, 96), (96, 128), (128, 160), (136, 192)]
