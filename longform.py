@@ -136,19 +136,27 @@ def window_starts(known_frames, window, overlap):
     return [start for start, _ in windows(known_frames, window, overlap)]
 
 
-def fill(sample_window, latent, known_frames, window, overlap):
+def fill(sample_window, latent, known_frames, window, overlap, blend=0):
     """Make every unknown frame of `latent` (C, T, F), window by window (see the docstring).
 
     sample_window(latent (1, C, W, F), known (1, W) bool, start) -> (1, C, W, F) returns the
-    window with its unknown frames generated and its known frames unchanged."""
-    if latent.shape[1] % PATCH or window % PATCH or overlap % PATCH:
-        raise ValueError(f"latent length {latent.shape[1]}, window {window} and overlap {overlap} must be "
-                         f"multiples of {PATCH} latent frames (whole patches)")
-    if not 0 <= overlap < window:
-        raise ValueError(f"overlap {overlap} must be at least 0 and less than the window {window}")
+    window with its unknown frames generated and its known frames unchanged. blend: each window
+    also remakes the last `blend` known frames before its new ones, and those frames fade linearly
+    from the old music to the new, so a change is spread over `blend` frames instead of one."""
+    if latent.shape[1] % PATCH or window % PATCH or overlap % PATCH or blend % PATCH:
+        raise ValueError(f"latent length {latent.shape[1]}, window {window}, overlap {overlap} and blend {blend} "
+                         f"must be multiples of {PATCH} latent frames (whole patches)")
+    if not 0 <= overlap < window or not 0 <= blend <= overlap:
+        raise ValueError(f"need 0 <= blend ({blend}) <= overlap ({overlap}) < window ({window})")
     latent, known = latent.clone(), known_frames.clone()
-    for start in window_starts(known_frames, window, overlap):
-        stop = min(start + window, latent.shape[1])
-        latent[:, start:stop] = sample_window(latent[None, :, start:stop], known[None, start:stop], start)[0]
+    for start, first in windows(known_frames, window, overlap):
+        stop, fade = min(start + window, latent.shape[1]), min(blend, first - start)
+        seen = known[start:stop].clone()
+        seen[first - start - fade:first - start] = False  # remade, then faded in below
+        made = sample_window(latent[None, :, start:stop], seen[None], start)[0]
+        weight = (torch.arange(1, fade + 1, device=latent.device) / (fade + 1))[None, :, None]
+        old = latent[:, first - fade:first].clone()
+        latent[:, start:stop] = made
+        latent[:, first - fade:first] = (1 - weight) * old + weight * made[:, first - start - fade:first - start]
         known[start:stop] = True
     return latent

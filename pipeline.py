@@ -153,14 +153,15 @@ class Pipeline:
         return flow.sample(velocity_fn, noise, steps=steps, sampler=sampler, shift=shift, keep=keep)
 
     @torch.no_grad()
-    def fill_latent(self, latent, known_frames, timeline, method=None, window=None, overlap=None,
+    def fill_latent(self, latent, known_frames, timeline, method=None, window=None, overlap=None, blend=0,
                     steps=DEFAULT_STEPS, cfg=DEFAULT_CFG, sampler=None, negative_prompt="", seed=0, shift=1.0):
         """Generate the unknown frames of one latent (8, T, 16), window by window (longform.fill).
 
         timeline: [(seconds, caption), ...], the caption in force from each time on (the first at 0).
         method: "trained" (the network reads the known frames; the default where it learned to) or
         "repaint" (training-free). window: latent frames a window spans (default: the trained clip's);
-        overlap: how many already-made frames each next window sees (default: half a window).
+        overlap: how many already-made frames each next window sees (default: half a window); blend:
+        how many of them it remakes and crossfades into (longform.fill).
         Window w's noise comes from seed * NOISE_SEED_STRIDE + its start frame, so the first window of
         a piece from nothing is exactly `generate_latents`' clip for the first caption."""
         sampler, method = self.check_sampler(sampler), method or self.default_context_method()
@@ -182,7 +183,8 @@ class Pipeline:
             noise = self.noise(part.shape[2], seed * NOISE_SEED_STRIDE + start)[None]
             return self.solve(noise, encoded[caption], uncond, steps, cfg, sampler, shift, part, known, method)
 
-        return longform.fill(sample_window, latent.to(self.device), known_frames.to(self.device), window, overlap)
+        return longform.fill(sample_window, latent.to(self.device), known_frames.to(self.device), window, overlap,
+                             blend)
 
     @torch.no_grad()
     def piece_latent(self, timeline, seconds, song_mel=None, regenerate=None, **options):

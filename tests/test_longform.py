@@ -210,3 +210,20 @@ def test_windows_name_each_start_and_the_frame_where_its_new_music_begins():
     assert longform.window_starts(known, 64, 16) == [84, 132]
     from_nothing = longform.windows(torch.zeros(200, dtype=torch.bool), 64, longform.default_overlap(64))
     assert from_nothing == [(0, 0), (32, 64), (64, 96), (96, 128), (128, 160), (136, 192)]
+
+
+def test_fill_remakes_the_last_blend_frames_and_fades_from_the_old_to_the_new():
+    given = []
+
+    def sample_window(part, known, start):  # window k writes the number k into its unknown frames
+        given.append(known[0].clone())
+        return torch.where(known[:, None, :, None], part, torch.full_like(part, float(len(given))))
+
+    latent = longform.fill(sample_window, torch.zeros(1, 12, 2), torch.zeros(12, dtype=torch.bool), 8, 4, blend=2)
+    assert given[1].tolist() == [True, True, False, False, False, False, False, False]  # frames 4-11, 6-7 remade
+    expected = torch.tensor([1, 1, 1, 1, 1, 1, 4 / 3, 5 / 3, 2, 2, 2, 2])
+    assert torch.allclose(latent[0, :, 0], expected)
+    assert torch.equal(longform.fill(sample_window, torch.zeros(1, 12, 2), torch.zeros(12, dtype=torch.bool), 8, 4)[0, :, 0],
+                       torch.tensor([3.0] * 8 + [4.0] * 4))  # blend 0: each window's own frames, no fade
+    with pytest.raises(ValueError, match="blend"):
+        longform.fill(sample_window, torch.zeros(1, 12, 2), torch.zeros(12, dtype=torch.bool), 8, 4, blend=6)
