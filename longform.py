@@ -38,7 +38,10 @@ window (the rest of a song, around a gap) too:
     window 3:                               [ known 32 | new 32 ]   ...
 
 The whole latent is decoded at once at the end (the VAE is convolutional), so a seam between
-windows can only come from the flow model, never from the decoder. The caption may change along
+windows can only come from the flow model, never from the decoder. Where a window's new frames
+begin, the music jumps more than real music does; so by default each window also remakes the last
+BLEND_FRAMES frames it was given and fades linearly from the old frames to its own over them
+(`fill`'s blend; docs/RESULTS.md, *Long pieces*). The caption may change along
 the piece: each window takes the caption in force at its first new frame.
 
 References
@@ -111,6 +114,9 @@ def keep_known(known_latent, known_frames, noise):
         return torch.where(mask, (1 - t) * known_latent + t * noise, z)
 
     return keep
+
+
+BLEND_FRAMES = 8  # latent frames (0.32 s) each window fades over by default: its seams then flux like real music's
 
 
 def default_overlap(window):

@@ -153,7 +153,7 @@ class Pipeline:
         return flow.sample(velocity_fn, noise, steps=steps, sampler=sampler, shift=shift, keep=keep)
 
     @torch.no_grad()
-    def fill_latent(self, latent, known_frames, timeline, method=None, window=None, overlap=None, blend=0,
+    def fill_latent(self, latent, known_frames, timeline, method=None, window=None, overlap=None, blend=None,
                     steps=DEFAULT_STEPS, cfg=DEFAULT_CFG, sampler=None, negative_prompt="", seed=0, shift=1.0):
         """Generate the unknown frames of one latent (8, T, 16), window by window (longform.fill).
 
@@ -161,9 +161,10 @@ class Pipeline:
         method: "trained" (the network reads the known frames; the default where it learned to) or
         "repaint" (training-free). window: latent frames a window spans (default: the trained clip's);
         overlap: how many already-made frames each next window sees (default: half a window); blend:
-        how many of them it remakes and crossfades into (longform.fill).
+        how many of them it remakes and crossfades into (longform.fill; default longform.BLEND_FRAMES).
         Window w's noise comes from seed * NOISE_SEED_STRIDE + its start frame, so the first window of
-        a piece from nothing is exactly `generate_latents`' clip for the first caption."""
+        a piece from nothing is exactly `generate_latents`' clip for the first caption (up to the fade
+        into the second window)."""
         sampler, method = self.check_sampler(sampler), method or self.default_context_method()
         if method not in longform.METHODS:
             raise ValueError(f"unknown context method {method!r}; use one of {', '.join(longform.METHODS)}")
@@ -172,6 +173,7 @@ class Pipeline:
                              "method (--context repaint) or a run trained at HEAD")
         window = window or self.window_frames()
         overlap = longform.default_overlap(window) if overlap is None else overlap
+        blend = min(longform.BLEND_FRAMES, overlap) if blend is None else blend
         check_timeline(timeline)
         encoded, uncond = {}, self.encode_text([negative_prompt])
 

@@ -9,8 +9,11 @@ old ones to the new over them. For b in --blends, held-out captions are made int
 --seconds, and the seam statistic of evaluate_long (the largest spectral flux near each place a
 window's new music begins) is taken over the whole fade, from 2 mel frames before it starts to 2
 after it ends, for the generated log-mels (VAE output) and for real clips of the same captions
-rendered as long (what a seamless piece scores over the same frames). Also reported: the flux
-elsewhere (the median over all frames), which says whether a fade only blurs.
+rendered as long, and for the same generated pieces over as many frames half-way between two
+seams ("between": what the piece itself does where no window begins). A seamless piece scores
+the same at its seams as between them. Also reported: the median flux over all frames, which says
+whether a fade only blurs, and the flux within 2 frames of the fade's start and of its end (the
+places it could still jump; for b = 0 both are the seam itself).
 """
 
 import argparse
@@ -63,19 +66,25 @@ def main(argv=None):
         regions = [((first - min(blend, first - start)) * down - REACH, first * down + REACH)
                    for start, first in found if first > 0]
         generated = [seam_over(m, regions) for m in mels]
+        at_ends = [seam_over(m, [(a, a + 2 * REACH) for a, _ in regions] + [(b - 2 * REACH, b) for _, b in regions])
+                   for m in mels]  # the two places a fade could still jump: where it starts and where it ends
+        half = longform.default_overlap(window) // 2 * down  # mel frames from a seam to half-way to the next
+        between = [seam_over(m, [(a + half, b + half) for a, b in regions if b + half < len(m)]) for m in mels]
         reference = [seam_over(m[:mels[0].shape[0]], regions) for m in real_mels]
         rows.append({"blend": blend, "seconds_of_fade": blend * down / 100,
                      "seam_mean": float(np.mean([g[0] for g in generated])), "seam_max": max(g[1] for g in generated),
+                     "between_mean": float(np.mean([g[0] for g in between])),
+                     "fade_ends_mean": float(np.mean([g[0] for g in at_ends])),
                      "real_seam_mean": float(np.mean([r[0] for r in reference])),
                      "median_flux": float(np.median(torch.cat([spectral_flux(m)[1:] for m in mels]).numpy())),
                      "real_median_flux": float(np.median(torch.cat([spectral_flux(m)[1:] for m in real_mels]).numpy())),
                      "wall_seconds": round(time.time() - started, 1)})
         print(json.dumps(rows[-1]), flush=True)
-    print("| blend (latent frames) | fade | seam mean / max | real, same frames | median flux | real median flux |")
-    print("|---|---|---|---|---|---|")
+    print("| blend (latent frames) | fade | seam mean / max | between seams | real, same frames | at the fade's two ends | median flux | real median flux |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['blend']} | {r['seconds_of_fade']:.2f} s | {r['seam_mean']:.3f} / {r['seam_max']:.3f} | "
-              f"{r['real_seam_mean']:.3f} | {r['median_flux']:.3f} | {r['real_median_flux']:.3f} |")
+              f"{r['between_mean']:.3f} | {r['real_seam_mean']:.3f} | {r['fade_ends_mean']:.3f} | {r['median_flux']:.3f} | {r['real_median_flux']:.3f} |")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"run": run, "pieces": args.pieces, "seconds": args.seconds, "steps": args.steps, "rows": rows}, f,

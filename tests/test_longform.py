@@ -126,10 +126,14 @@ def test_a_piece_starts_with_the_clip_of_its_first_caption(smoke_run):
     clip = pipe.generate_latents(["a slow piano"], seconds=2.56, steps=3, seed=5)[0]
     piece = pipe.piece_latent([(0, "a slow piano"), (3.0, "fast drums")], seconds=6.4, steps=3, seed=5)
     assert piece.shape == (clip.shape[0], 160, clip.shape[2])
-    assert torch.equal(piece[:, :clip.shape[1]], clip)  # same noise, no known frames: the same clip
+    faded = clip.shape[1] - longform.BLEND_FRAMES  # the second window fades over the first's last frames
+    assert torch.equal(piece[:, :faded], clip[:, :faded])  # same noise, no known frames: the same clip
+    assert not torch.equal(piece[:, faded:clip.shape[1]], clip[:, faded:])
+    plain = pipe.piece_latent([(0, "a slow piano"), (3.0, "fast drums")], seconds=6.4, steps=3, seed=5, blend=0)
+    assert torch.equal(plain[:, :clip.shape[1]], clip)
     assert pipe.flow_model.config.audio_context  # the smoke run trains with known frames
     repainted = pipe.piece_latent([(0, "a slow piano")], seconds=6.4, steps=3, seed=5, method="repaint")
-    assert torch.equal(repainted[:, :64], clip) and not torch.equal(repainted[:, 64:], piece[:, 64:])
+    assert torch.equal(repainted[:, :faded], clip[:, :faded]) and not torch.equal(repainted[:, 64:], piece[:, 64:])
 
 
 def test_sample_makes_long_pieces_continuations_and_infills_with_a_page(smoke_run, tmp_path):
