@@ -167,3 +167,22 @@ def test_evaluate_cli_errors_are_one_line(tmp_path, capsys):
     assert code == 1 and len(lines) == 1 and "flow.pt" in lines[0] and "train.py" in lines[0]
     code, lines = cli_error(capsys, "--num", "1")
     assert code == 2 and "--num must be at least 2" in lines[-1]
+
+
+@pytest.mark.slow  # runs evaluate.py in another process
+def test_evaluate_long_writes_pieces_continuations_and_infills(copy_smoke_run, tmp_path):
+    smoke_run, out = copy_smoke_run(), str(tmp_path / "long.json")
+    args = ("--run", smoke_run, "--num", "2", "--steps", "2", "--device", "cpu", "--classifier-clips", "24",
+            "--classifier-steps", "10", "--long", "--long-pieces", "1", "--long-seconds", "5.12", "--out", out)
+    result = run_script("evaluate.py", *args)
+    with open(out) as f:
+        long = json.load(f)
+    methods = ("repaint", "trained")  # the smoke run trains with known frames, so both
+    assert set(long) == {"settings", "single_clips", "long_whole", "real_long",
+                         *(f"{kind}_{m}" for m in methods for kind in ("long", "continuation", "infill"))}
+    assert long["settings"] == {"pieces": 1, "seconds": 5.12, "steps": 2, "run": smoke_run}
+    for name in ("long_whole", "long_trained", "real_long"):
+        assert 0 <= long[name]["seam_mean"] and 0 <= long[name]["silent_fraction"] <= 1
+        assert long[name]["windows_per_piece"] == 2 and set(long[name]["attribute_accuracy"]) == set(ATTRIBUTES)
+    assert long["infill_trained"]["span_log_mel_l1"] > 0 and "seam_excess" in long["infill_trained"]
+    assert f"wrote {out}" in result.stdout and "| long_trained | " in result.stdout
