@@ -40,8 +40,8 @@ window (the rest of a song, around a gap) too:
 The whole latent is decoded at once at the end (the VAE is convolutional), so a seam between
 windows can only come from the flow model, never from the decoder. Where a window's new frames
 begin, the music jumps more than real music does; so by default each window also remakes the last
-BLEND_FRAMES frames it was given and fades linearly from the old frames to its own over them
-(`fill`'s blend; docs/RESULTS.md, *Long pieces*). The caption may change along
+BLEND_FRAMES frames an earlier window made and fades linearly from the old frames to its own over
+them (`fill`'s blend; docs/RESULTS.md, *Long pieces*). A user's own frames are never faded. The caption may change along
 the piece: each window takes the caption in force at its first new frame.
 
 References
@@ -147,8 +147,10 @@ def fill(sample_window, latent, known_frames, window, overlap, blend=0):
 
     sample_window(latent (1, C, W, F), known (1, W) bool, start) -> (1, C, W, F) returns the
     window with its unknown frames generated and its known frames unchanged. blend: each window
-    also remakes the last `blend` known frames before its new ones, and those frames fade linearly
-    from the old music to the new, so a change is spread over `blend` frames instead of one."""
+    also remakes up to `blend` frames that an earlier window made just before its new ones, and
+    those fade linearly from the old music to the new, so a change is spread over `blend` frames
+    instead of one. Frames known from the start (a song being continued or filled in) are never
+    changed."""
     if latent.shape[1] % PATCH or window % PATCH or overlap % PATCH or blend % PATCH:
         raise ValueError(f"latent length {latent.shape[1]}, window {window}, overlap {overlap} and blend {blend} "
                          f"must be multiples of {PATCH} latent frames (whole patches)")
@@ -156,7 +158,9 @@ def fill(sample_window, latent, known_frames, window, overlap, blend=0):
         raise ValueError(f"need 0 <= blend ({blend}) <= overlap ({overlap}) < window ({window})")
     latent, known = latent.clone(), known_frames.clone()
     for start, first in windows(known_frames, window, overlap):
-        stop, fade = min(start + window, latent.shape[1]), min(blend, first - start)
+        stop, fade = min(start + window, latent.shape[1]), 0
+        while fade < min(blend, first - start) and not known_frames[first - fade - 1]:
+            fade += 1  # only frames this fill made: the caller's own frames stay as given
         seen = known[start:stop].clone()
         seen[first - start - fade:first - start] = False  # remade, then faded in below
         made = sample_window(latent[None, :, start:stop], seen[None], start)[0]

@@ -231,3 +231,9 @@ def test_fill_remakes_the_last_blend_frames_and_fades_from_the_old_to_the_new():
                        torch.tensor([3.0] * 8 + [4.0] * 4))  # blend 0: each window's own frames, no fade
     with pytest.raises(ValueError, match="blend"):
         longform.fill(sample_window, torch.zeros(1, 12, 2), torch.zeros(12, dtype=torch.bool), 8, 4, blend=6)
+    given.clear()  # a song's own frames (0-5 known from the start) are never remade or faded
+    song = torch.full((1, 12, 2), -1.0)
+    kept = longform.fill(sample_window, song, torch.arange(12) < 6, 8, 4, blend=2)
+    assert given[0].tolist() == [True, True, True, True, False, False, False, False]  # frames 2-9: no fade
+    assert torch.equal(kept[0, :6, 0], song[0, :6, 0])
+    assert torch.allclose(kept[0, 6:, 0], torch.tensor([1, 1, 4 / 3, 5 / 3, 2, 2]))  # window 2 fades over window 1
